@@ -1,0 +1,249 @@
+"""The ``labloop`` command line.
+
+Every command reports bad input as one line ``labloop: error: <file>: <problem>``
+and exits with status 2; results are written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import click
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from labloop.errors import InputError
+
+app = typer.Typer(
+    name="labloop",
+    help="From 3D time-lapses of nuclei to calibrated lineages and a predictive tissue model.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+
+StorePath = Annotated[Path, typer.Argument(help="Experiment store (.zarr folder).")]
+
+
+def parse_triple(text: str | None, what: str) -> tuple[float, float, float] | None:
+    """Parse ``"z,y,x"`` into three floats (``None`` stays ``None``)."""
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise InputError(f"{what} must be three numbers z,y,x, got {text!r}") from None
+    if len(values) != 3:
+        raise InputError(f"{what} must be three numbers z,y,x, got {text!r}")
+    return values  # type: ignore[return-value]
+
+
+def parse_shape(text: str) -> tuple[int, int, int]:
+    """Parse ``"Z,Y,X"`` into three positive integers."""
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise InputError(f"shape must be three integers Z,Y,X, got {text!r}") from None
+    if len(values) != 3 or min(values) < 1:
+        raise InputError(f"shape must be three positive integers Z,Y,X, got {text!r}")
+    return values  # type: ignore[return-value]
+
+
+@app.command()
+def sample(
+    out: Annotated[Path, typer.Argument(help="Output store (.zarr).")],
+    frames: Annotated[int, typer.Option(help="Number of time points.")] = 20,
+    cells: Annotated[int, typer.Option(help="Cells in the field of view at the start.")] = 40,
+    snr: Annotated[float, typer.Option(help="Signal-to-noise ratio of nuclei.")] = 6.0,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same movie).")] = 0,
+    shape: Annotated[str, typer.Option(help="Volume shape Z,Y,X in voxels (Z=1: 2D).")]
+    = "32,128,128",
+    voxel_size: Annotated[str, typer.Option(help="Voxel size z,y,x in µm.")] = "2.0,0.5,0.5",
+    frame_interval: Annotated[float, typer.Option(help="Hours between frames.")] = 0.25,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing store.")] = False,
+) -> None:
+    """Simulate a time-lapse of nuclei with its ground-truth lineage (labloop/truth.geff)."""
+    from labloop.io.images import as_image
+    from labloop.io.store import create_experiment
+    from labloop.synth import SynthConfig, simulate_movie
+
+    config = SynthConfig(n_frames=frames, n_cells=cells, snr=snr, seed=seed,
+                         shape=parse_shape(shape),
+                         voxel_size_um=parse_triple(voxel_size, "voxel size"),
+                         frame_interval_h=frame_interval)
+    with console.status(f"simulating {frames} frames of {shape} voxels"):
+        movie = simulate_movie(config)
+    image = as_image(movie.image, movie.voxel_size_um, movie.frame_interval_h)
+    create_experiment(out, image, truth=movie.truth, params=config.as_dict(),
+                      overwrite=overwrite)
+    console.print(f"wrote {out}: {movie.image.shape[0]} frames of {movie.image.shape[1:]} "
+                  f"voxels, {movie.truth.n_nodes} nuclei, {movie.truth.n_divisions} divisions")
+
+
+@app.command("import")
+def import_image(
+    source: Annotated[Path, typer.Argument(help="OME-Zarr, TIFF or .npy image.")],
+    out: Annotated[Path, typer.Argument(help="Output store (.zarr).")],
+    voxel_size: Annotated[str | None, typer.Option(help="Voxel size z,y,x in µm.")] = None,
+    frame_interval: Annotated[float | None, typer.Option(help="Hours between frames.")] = None,
+    axes: Annotated[str | None, typer.Option(help="Axis order of a TIFF/npy, e.g. tzyx.")]
+    = None,
+    channel: Annotated[int, typer.Option(help="Channel to keep.")] = 0,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing store.")] = False,
+) -> None:
+    """Import an image into a new experiment store (OME-Zarr 0.5, one chunk per frame)."""
+    from labloop.io.images import read_image
+    from labloop.io.store import create_experiment
+
+    image = read_image(source, parse_triple(voxel_size, "voxel size"), frame_interval,
+                       axes=axes, channel=channel)
+    image.verify()
+    create_experiment(out, image, params={"source": str(source)}, overwrite=overwrite)
+    console.print(f"wrote {out}: {image.shape} voxels of {image.voxel_size_um} µm")
+
+
+@app.command()
+def info(
+    store: StorePath,
+    verify: Annotated[bool, typer.Option(help="Decode every chunk of the image.")] = False,
+) -> None:
+    """Summarise a store: image, units and the results it holds (JSON to stdout)."""
+    from labloop.io.store import open_experiment
+
+    experiment = open_experiment(store)
+    image = experiment.image
+    if verify:
+        image.verify()
+    results = {}
+    if experiment.results_path.exists():
+        for child in sorted(experiment.results_path.iterdir()):
+            if child.name.startswith(".") or not (child / "zarr.json").exists():
+                continue
+            results[child.name] = experiment.record(child.name)
+    summary = {"store": str(store), "shape_tzyx": list(image.shape),
+               "voxel_size_um": list(image.voxel_size_um),
+               "frame_interval_h": image.frame_interval_h, "results": results}
+    print(json.dumps(summary, indent=2))
+
+
+@app.command()
+def evaluate(
+    store: StorePath,
+    radius: Annotated[float, typer.Option(help="Matching radius in µm.")] = 3.0,
+) -> None:
+    """Score the store's detections and tracks against labloop/truth.geff (JSON to stdout)."""
+    from labloop.evaluate import evaluate as evaluate_lineages
+    from labloop.io.store import DETECTIONS, TRACKS, TRUTH, open_experiment
+
+    experiment = open_experiment(store)
+    if not experiment.has(TRUTH):
+        raise InputError("no ground truth (labloop/truth.geff) to evaluate against", store)
+    if not experiment.has(TRACKS) and not experiment.has(DETECTIONS):
+        raise InputError("nothing to evaluate yet: run `labloop detect` or `labloop track`",
+                         store)
+    truth = experiment.read_truth()
+    predicted = experiment.read_tracks() if experiment.has(TRACKS) else None
+    detections = experiment.read_detections() if experiment.has(DETECTIONS) else None
+    result = evaluate_lineages(truth, predicted=predicted, detections=detections,
+                               radius_um=radius)
+    print(json.dumps(result, indent=2))
+
+
+@app.command()
+def export(
+    store: StorePath,
+    ctc: Annotated[Path | None, typer.Option(help="Write Cell Tracking Challenge files here.")]
+    = None,
+    csv: Annotated[Path | None, typer.Option(help="Write nodes.csv and edges.csv here.")] = None,
+    geff: Annotated[Path | None, typer.Option(help="Write a GEFF copy here.")] = None,
+    truth: Annotated[bool, typer.Option(help="Export the ground truth, not the tracks.")]
+    = False,
+) -> None:
+    """Export the store's lineage as CTC (res_track.txt + masks), CSV or GEFF."""
+    from labloop.io.store import TRACKS, TRUTH, open_experiment
+
+    if ctc is None and csv is None and geff is None:
+        raise InputError("say where to export: --ctc DIR, --csv DIR or --geff PATH")
+    experiment = open_experiment(store)
+    lineage = experiment.read_lineage(TRUTH if truth else TRACKS)
+    if ctc is not None:
+        image = experiment.image
+        lineage.to_ctc(ctc, shape=image.shape, voxel_size_um=image.voxel_size_um)
+        console.print(f"wrote {ctc}")
+    if csv is not None:
+        lineage.to_csv(csv)
+        console.print(f"wrote {csv}")
+    if geff is not None:
+        lineage.to_geff(geff)
+        console.print(f"wrote {geff}")
+
+
+#: the steps of the full loop and the issue that brings each one
+LOOP_STEPS = (
+    ("sample", "simulated experiment with ground truth", None),
+    ("detect", "3D U-Net nucleus detection", "#3"),
+    ("track", "lineage with calibrated error probabilities", "#4"),
+    ("measure", "morphometrics with uncertainty and report", "#5"),
+    ("calibrate", "recalibrate the tissue model by gradients", "#7"),
+    ("predict", "predicted versus observed tissue", "#7"),
+)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Folder for the demo's outputs.")]
+    = Path("labloop-demo"),
+) -> None:
+    """Run the whole loop on the embedded sample data, saying which steps exist yet."""
+    import shutil
+
+    from labloop.io.store import open_experiment
+    from labloop.sample_data import sample_store_path
+
+    out.mkdir(parents=True, exist_ok=True)
+    store = out / "sample.zarr"
+    if store.exists():
+        shutil.rmtree(store)
+    shutil.copytree(sample_store_path(), store)
+    experiment = open_experiment(store)
+    truth = experiment.read_truth()
+    image = experiment.image
+    image.verify()
+    table = Table(title="labloop demo: the loop on the embedded sample")
+    table.add_column("step")
+    table.add_column("what")
+    table.add_column("status")
+    for name, what, issue in LOOP_STEPS:
+        if issue is None:
+            status = (f"[green]done[/]: {image.shape[0]} frames {image.shape[1:]} voxels, "
+                      f"{truth.n_nodes} nuclei, {truth.n_divisions} divisions")
+        else:
+            status = f"[yellow]missing[/] (not built yet, issue {issue})"
+        table.add_row(name, what, status)
+    console.print(table)
+    truth.to_csv(out / "truth_csv")
+    console.print(f"sample store: {store}; ground truth exported to {out / 'truth_csv'}")
+
+
+def main() -> None:
+    """Entry point: run the app, turning :class:`InputError` into one line and exit 2."""
+    try:
+        app(standalone_mode=False)
+    except InputError as error:
+        console.print(f"labloop: error: {error}", markup=False, highlight=False)
+        sys.exit(2)
+    except click.exceptions.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    except click.exceptions.Abort:
+        console.print("labloop: aborted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
