@@ -68,18 +68,20 @@ def sample(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing store.")] = False,
 ) -> None:
     """Simulate a time-lapse of nuclei with its ground-truth lineage (labloop/truth.geff)."""
+    from dataclasses import asdict
+
     from labloop.io.images import as_image
     from labloop.io.store import create_experiment
     from labloop.synth import SynthConfig, simulate_movie
 
-    config = SynthConfig(n_frames=frames, n_cells=cells, snr=snr, seed=seed,
+    config = SynthConfig(frames=frames, n_cells=cells, snr=snr, seed=seed,
                          shape=parse_shape(shape),
                          voxel_size_um=parse_triple(voxel_size, "voxel size"),
                          frame_interval_h=frame_interval)
     with console.status(f"simulating {frames} frames of {shape} voxels"):
         movie = simulate_movie(config)
     image = as_image(movie.image, movie.voxel_size_um, movie.frame_interval_h)
-    create_experiment(out, image, truth=movie.truth, params=config.as_dict(),
+    create_experiment(out, image, truth=movie.truth, params=asdict(config),
                       overwrite=overwrite)
     console.print(f"wrote {out}: {movie.image.shape[0]} frames of {movie.image.shape[1:]} "
                   f"voxels, {movie.truth.n_nodes} nuclei, {movie.truth.n_divisions} divisions")
@@ -235,7 +237,7 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except InputError as error:
-        console.print(f"labloop: error: {error}", markup=False, highlight=False)
+        print(f"labloop: error: {error}", file=sys.stderr)
         sys.exit(2)
     except click.exceptions.ClickException as error:
         error.show()

@@ -202,7 +202,11 @@ def read_geff(
                 raise InputError(f"GEFF node property {name!r} has missing values", path)
             values = np.where(missing, np.nan, values.astype(np.float64))
         columns[name] = values
-    nodes = pd.DataFrame(columns, index=np.asarray(memory["node_ids"], dtype=np.int64))
+    # geff does not keep property order: positions first, then the rest by name
+    order = [c for c in ("t", *SPATIAL_COLUMNS, "score") if c in columns]
+    order += sorted(c for c in columns if c not in order)
+    nodes = pd.DataFrame({c: columns[c] for c in order},
+                         index=np.asarray(memory["node_ids"], dtype=np.int64))
     if "z" not in nodes.columns:
         nodes["z"] = 0.0
     for i, column in enumerate(SPATIAL_COLUMNS):
@@ -210,7 +214,7 @@ def read_geff(
         nodes[column] = nodes[column].astype(np.float64) * factor
     edge_ids = np.asarray(memory["edge_ids"], dtype=np.int64).reshape(-1, 2)
     edges = pd.DataFrame({"source": edge_ids[:, 0], "target": edge_ids[:, 1]})
-    for name, prop in memory["edge_props"].items():
+    for name, prop in sorted(memory["edge_props"].items()):
         if np.asarray(prop["values"]).ndim == 1:
             edges[name] = prop["values"]
     if "probability" not in edges.columns and "error_probability" in edges.columns:

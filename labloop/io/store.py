@@ -119,8 +119,8 @@ class Experiment:
         self.path = Path(path)
         if not self.path.exists():
             raise InputError("no such experiment store", self.path)
-        if not self.path.is_dir() or not (self.path / "zarr.json").exists() and not (
-                self.path / ".zattrs").exists():
+        is_zarr = (self.path / "zarr.json").exists() or (self.path / ".zattrs").exists()
+        if not self.path.is_dir() or not is_zarr:
             raise InputError("not a zarr store (no zarr.json)", self.path)
         self._voxel_size_um = voxel_size_um
         self._frame_interval_h = frame_interval_h

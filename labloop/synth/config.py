@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 from numbers import Integral, Real
+from typing import Any
 
 import numpy as np
 
@@ -142,6 +143,12 @@ class SynthConfig:
     offset_adu
         Camera offset added to every voxel, in grey levels, so that noise is not
         clipped at zero. Default 100.
+
+    Examples
+    --------
+    >>> config = SynthConfig(shape=(1, 256, 256), n_cells=80, snr=2.0, seed=3)
+    >>> config.is_2d, round(config.cell_density, 2)  # nuclei per 1000 µm²
+    (True, 4.88)
     """
 
     # movie geometry and timing
@@ -211,7 +218,7 @@ class SynthConfig:
         """Nuclei inside the field of view at frame 0, given or derived from ``density``."""
         if self.density is None:
             return int(self.n_cells)
-        return int(round(self.density * self.fov_measure_um / DENSITY_UNIT_UM))
+        return round(self.density * self.fov_measure_um / DENSITY_UNIT_UM)
 
     @property
     def packing_fraction(self) -> float:
@@ -222,22 +229,22 @@ class SynthConfig:
 
 
 # ---------------------------------------------------------------- validation
-def _shape(value: object) -> tuple[int, int, int]:
+def _shape(value: Any) -> tuple[int, int, int]:
     try:
-        items = tuple(value)  # type: ignore[call-overload]
+        items = tuple(value)
     except TypeError:
         raise InputError(f"shape must be (Z, Y, X) voxels, got {value!r}") from None
     if len(items) != 3:
         raise InputError(
             f"shape must have 3 axes (Z, Y, X) — use Z = 1 for 2D — got {len(items)}: {value!r}")
-    if not all(isinstance(n, Integral) and n >= 1 for n in items):
+    if not all(isinstance(n, Integral) and int(n) >= 1 for n in items):
         raise InputError(f"shape must be whole numbers of voxels ≥ 1, got {value!r}")
     return (int(items[0]), int(items[1]), int(items[2]))
 
 
-def _triple(name: str, value: object) -> tuple[float, float, float]:
+def _triple(name: str, value: Any) -> tuple[float, float, float]:
     try:
-        items = tuple(float(v) for v in value)  # type: ignore[attr-defined]
+        items = tuple(float(v) for v in value)
     except (TypeError, ValueError):
         raise InputError(f"{name} must be three numbers (z, y, x) in µm, got {value!r}") from None
     if len(items) != 3:

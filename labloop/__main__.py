@@ -1,0 +1,5 @@
+"""``python -m labloop``: the command line."""
+
+from labloop.cli import main
+
+main()
