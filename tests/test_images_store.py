@@ -176,12 +176,21 @@ def test_experiment_store(movie: np.ndarray, tmp_path) -> None:
     assert leftovers == []
 
 
+def test_tables_keep_text_columns(movie: np.ndarray, tmp_path) -> None:
+    experiment = create_experiment(tmp_path / "exp.zarr", as_image(movie, (2, .5, .5), .25))
+    table = pd.DataFrame({"quantity": ["count", "rate", "count"], "value": [1.0, 0.5, 2.0]})
+    experiment.write_table("morphometrics", table, "measure")
+    back = experiment.read_table("morphometrics")
+    assert back["quantity"].tolist() == ["count", "rate", "count"]
+    np.testing.assert_allclose(back["value"], table["value"])
+
+
 def test_failed_write_leaves_previous_result(movie: np.ndarray, tmp_path) -> None:
     experiment = create_experiment(tmp_path / "exp.zarr", as_image(movie, (2, .5, .5), .25))
     good = pd.DataFrame({"t": [0], "z": [1.0], "y": [1.0], "x": [1.0], "score": [1.0]})
     experiment.write_detections(good)
-    with pytest.raises(InputError, match="not numeric"):
-        experiment.write_detections(good.assign(label=["a"]))
+    with pytest.raises(InputError, match="neither numeric nor text"):
+        experiment.write_detections(good.assign(label=[None]))
     pd.testing.assert_frame_equal(experiment.read_detections(), good)
     assert sorted(p.name for p in experiment.results_path.iterdir()) == ["detections",
                                                                          "zarr.json"]

@@ -60,22 +60,31 @@ def write_table(path: str | Path, table: pd.DataFrame, record: dict[str, Any]) -
     path
         Destination group folder.
     table
-        Numeric (or boolean) columns only; the index is not stored.
+        Numeric, boolean or text columns (text is stored as integer codes with
+        the category names in the attributes); the index is not stored.
     record
         Provenance stored under the group's ``labloop`` attribute.
     """
     import zarr
 
+    categories: dict[str, list[str]] = {}
+    columns: dict[str, np.ndarray] = {}
     for column in table.columns:
-        if not (pd.api.types.is_numeric_dtype(table[column])
-                or pd.api.types.is_bool_dtype(table[column])):
-            raise InputError(f"table column {column!r} is not numeric")
+        values = table[column]
+        if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+            columns[str(column)] = np.ascontiguousarray(values.to_numpy())
+        elif pd.api.types.is_string_dtype(values) and values.notna().all():
+            # text (e.g. quantity names) as integer codes: portable across zarr readers
+            codes, uniques = pd.factorize(values, sort=True)
+            columns[str(column)] = codes.astype(np.int32)
+            categories[str(column)] = [str(u) for u in uniques]
+        else:
+            raise InputError(f"table column {column!r} is neither numeric nor text")
     with atomic_path(path) as tmp:
         group = zarr.open_group(str(tmp), mode="w", zarr_format=3)
-        for column in table.columns:
-            values = np.ascontiguousarray(table[column].to_numpy())
-            group.create_array(str(column), data=values, chunks=(max(len(values), 1),))
-        group.attrs["labloop"] = {**record, "columns": [str(c) for c in table.columns],
+        for name, values in columns.items():
+            group.create_array(name, data=values, chunks=(max(len(values), 1),))
+        group.attrs["labloop"] = {**record, "columns": list(columns), "categories": categories,
                                   "n_rows": len(table)}
 
 
@@ -88,8 +97,11 @@ def read_table(path: str | Path) -> pd.DataFrame:
         raise InputError("no such table", path)
     try:
         group = zarr.open_group(str(path), mode="r")
-        columns = group.attrs["labloop"]["columns"]
-        return pd.DataFrame({c: np.asarray(group[c][:]) for c in columns})
+        meta = group.attrs["labloop"]
+        table = pd.DataFrame({c: np.asarray(group[c][:]) for c in meta["columns"]})
+        for column, names in meta.get("categories", {}).items():
+            table[column] = np.asarray(names, dtype=object)[table[column].to_numpy()]
+        return table
     except InputError:
         raise
     except Exception as error:
