@@ -30,10 +30,8 @@ console = Console(stderr=True)
 StorePath = Annotated[Path, typer.Argument(help="Experiment store (.zarr folder).")]
 
 
-def parse_triple(text: str | None, what: str) -> tuple[float, float, float] | None:
-    """Parse ``"z,y,x"`` into three floats (``None`` stays ``None``)."""
-    if text is None:
-        return None
+def parse_triple(text: str, what: str) -> tuple[float, float, float]:
+    """Parse ``"z,y,x"`` into three floats."""
     try:
         values = tuple(float(v) for v in text.split(","))
     except ValueError:
@@ -102,7 +100,8 @@ def import_image(
     from labloop.io.images import read_image
     from labloop.io.store import create_experiment
 
-    image = read_image(source, parse_triple(voxel_size, "voxel size"), frame_interval,
+    voxel = None if voxel_size is None else parse_triple(voxel_size, "voxel size")
+    image = read_image(source, voxel, frame_interval,
                        axes=axes, channel=channel)
     image.verify()
     create_experiment(out, image, params={"source": str(source)}, overwrite=overwrite)

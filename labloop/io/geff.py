@@ -103,7 +103,7 @@ def _spatial_scale(axes: list[Any], voxel_size_um: tuple[float, float, float] | 
     missing = [c for c in SPATIAL_COLUMNS if c not in by_name]
     if "x" in missing or "y" in missing:
         raise InputError("GEFF has no y/x position axes", path)
-    factors = []
+    factors: list[float | None] = []
     for column in SPATIAL_COLUMNS:
         axis = by_name.get(column)
         if axis is None:  # 2D graph: z = 0

@@ -224,10 +224,9 @@ def read_ome_zarr(
     if not 0 <= level < len(datasets):
         raise InputError(f"pyramid level {level} does not exist ({len(datasets)} levels)", path)
     dataset = datasets[level]
-    try:
-        array = group[dataset["path"]]
-    except KeyError:
-        raise InputError(f"image data {dataset['path']!r} is missing", path) from None
+    array = group.get(dataset["path"])
+    if not isinstance(array, zarr.Array):
+        raise InputError(f"image data {dataset['path']!r} is missing", path)
     if array.ndim != len(axes):
         raise InputError(f"image has {array.ndim} dimensions but metadata names {len(axes)} "
                          "axes", path)
@@ -244,16 +243,12 @@ def read_ome_zarr(
         axis_info = [a for a in axis_info if a["name"] != "c"]
         axes = [a for a in axes if a != "c"]
 
-    metadata_voxel: list[float] | None = []
-    for name in ("z", "y", "x"):
-        if name not in axes:
-            metadata_voxel.append(1.0)  # a 2D image: section thickness unknown, 1 µm nominal
-            continue
-        unit = axis_info[axes.index(name)].get("unit")
-        if unit not in SPACE_UNITS_UM:
-            metadata_voxel = None
-            break
-        metadata_voxel.append(float(scale[axes.index(name)]) * SPACE_UNITS_UM[unit])
+    units = [axis_info[axes.index(n)].get("unit") if n in axes else None for n in "zyx"]
+    metadata_voxel = None
+    if all(u in SPACE_UNITS_UM for u, n in zip(units, "zyx", strict=True) if n in axes):
+        # a 2D image has no z axis: its section thickness is unknown, 1 µm nominal
+        metadata_voxel = [float(scale[axes.index(n)]) * SPACE_UNITS_UM[str(u)] if n in axes
+                          else 1.0 for u, n in zip(units, "zyx", strict=True)]
     voxel = voxel_size_um if voxel_size_um is not None else metadata_voxel
     if voxel is None:
         raise InputError("no voxel size in the metadata (spatial axes have no unit); "

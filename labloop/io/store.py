@@ -97,7 +97,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
         raise InputError("no such table", path)
     try:
         group = zarr.open_group(str(path), mode="r")
-        meta = group.attrs["labloop"]
+        meta: dict[str, Any] = dict(group.attrs["labloop"])  # type: ignore[arg-type]
         table = pd.DataFrame({c: np.asarray(group[c][:]) for c in meta["columns"]})
         for column, names in meta.get("categories", {}).items():
             table[column] = np.asarray(names, dtype=object)[table[column].to_numpy()]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -235,13 +235,14 @@ def measure(
              bin_edges, rng)
     reference = stats.shape_statistics(point_estimate(lineage), is_2d,
                                        settings.min_cells_for_shape)
-    draws = draw_realisations(lineage, settings.n_draws, settings.seed, samples)
+    realisations: Iterable[Realisation] = draw_realisations(
+        lineage, settings.n_draws, settings.seed, samples)
     if progress:
         from rich.progress import track
 
-        draws = track(draws, total=settings.n_draws, description="measuring",
-                      transient=True)
-    for realisation in draws:
+        realisations = track(realisations, total=settings.n_draws, description="measuring",
+                             transient=True)
+    for realisation in realisations:
         _collect(realisation, False, collector, frames, interval_h, is_2d, settings, bin_edges,
                  rng, reference)
     if lineage.n_divisions == 0:
