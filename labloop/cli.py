@@ -185,6 +185,46 @@ def export(
 
 
 @app.command()
+def track(
+    store: StorePath,
+    gap_closing: Annotated[bool, typer.Option(
+        help="Also link t→t+2 over a missed detection.")] = False,
+    max_candidates: Annotated[int, typer.Option(help="Nearest candidates per nucleus.")] = 5,
+    max_displacement: Annotated[float, typer.Option(
+        help="Largest step, in local nucleus spacings.")] = 1.5,
+    min_division_probability: Annotated[float, typer.Option(
+        help="Divisions only where called at least this likely.")] = 0.02,
+    temperature: Annotated[float | None, typer.Option(
+        help="Marginal temperature (default: fitted).")] = None,
+    model: Annotated[Path | None, typer.Option(
+        help="Event-model JSON (default: the shipped one).")] = None,
+    frame_interval: Annotated[float | None, typer.Option(help="Hours between frames.")] = None,
+    voxel_size: Annotated[str | None, typer.Option(help="Voxel size z,y,x in µm.")] = None,
+) -> None:
+    """Link detections into a lineage with calibrated error probabilities (tracks.geff)."""
+    from labloop.track import (
+        CandidateSettings,
+        MarginalSettings,
+        SolverSettings,
+        TrackSettings,
+        track_store,
+    )
+
+    settings = TrackSettings(
+        candidates=CandidateSettings(gap_closing=gap_closing, max_candidates=max_candidates,
+                                     max_displacement_spacing=max_displacement),
+        solver=SolverSettings(min_division_probability=min_division_probability),
+        marginals=MarginalSettings(temperature=temperature),
+        model_path=None if model is None else str(model))
+    voxel = None if voxel_size is None else parse_triple(voxel_size, "voxel size")
+    with console.status("tracking"):
+        lineage = track_store(store, settings, frame_interval_h=frame_interval,
+                              voxel_size_um=voxel)
+    console.print(f"{lineage!r}; expected number of wrong links "
+                  f"{lineage.edges['error_probability'].sum():.1f}")
+
+
+@app.command()
 def measure(
     store: StorePath,
     truth: Annotated[bool, typer.Option(help="Measure the ground truth, not the tracks.")]

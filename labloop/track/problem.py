@@ -1,0 +1,105 @@
+"""The tracking problem: detections, candidate links, event probabilities and energies.
+
+The energy of a lineage ``y`` (which links, appearances, disappearances, false
+positives and divisions it uses) is
+
+    E(y) = Σ_links c_e x_e + Σ_nodes (A_v a_v + D_v d_v + F_v f_v + C_v δ_v),
+
+each cost being the negative log odds of its event, ``c = −log(p / (1 − p))``
+(:mod:`labloop.track.costs`). The most probable lineage minimises ``E``
+(:mod:`labloop.track.solve`); probabilities follow the Boltzmann distribution
+``P(y) ∝ exp(−E(y) / T)`` (:mod:`labloop.track.marginals`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from labloop.track.candidates import Candidates, build_candidates
+from labloop.track.costs import EnergyCosts, event_costs
+from labloop.track.detections import Detections
+from labloop.track.events import EventModel
+from labloop.track.features import CueContext, division_pairs
+from labloop.track.settings import TrackSettings
+
+
+@dataclass(frozen=True)
+class TrackingProblem:
+    """Everything the solver, the marginals and the sampler need.
+
+    Attributes
+    ----------
+    det
+        The detections in frame order.
+    cand
+        Candidate links kept for the solve.
+    event_probability
+        Per event, the event model's calibrated probability (links: per kept
+        candidate; nodes: per detection).
+    costs
+        The energy's costs (:class:`~labloop.track.costs.EnergyCosts`).
+    settings
+        The settings used.
+    model
+        The event model used.
+    """
+
+    det: Detections
+    cand: Candidates
+    event_probability: dict[str, np.ndarray]
+    costs: EnergyCosts
+    settings: TrackSettings
+    model: EventModel
+
+    @property
+    def temperature(self) -> float:
+        """Temperature of the marginals: the setting, else the model's fitted one."""
+        t = self.settings.marginals.temperature
+        return float(self.model.temperature if t is None else t)
+
+
+def imaged_box(det: Detections, image_shape_um: tuple[float, float, float] | None
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Corners (µm) of the imaged volume: ``[0, shape)``, else the detections' bounding box."""
+    if image_shape_um is not None:
+        upper = np.asarray(image_shape_um, dtype=np.float64)
+        return np.zeros(3), upper
+    if det.n == 0:
+        return np.zeros(3), np.zeros(3)
+    return det.pos.min(axis=0), det.pos.max(axis=0)
+
+
+def cue_context(det: Detections, settings: TrackSettings,
+                image_shape_um: tuple[float, float, float] | None) -> CueContext:
+    """Candidates and the cue context of a detections table."""
+    cand = build_candidates(det, settings.candidates)
+    return CueContext(det=det, cand=cand,
+                      max_displacement_spacing=settings.candidates.max_displacement_spacing,
+                      box_um=imaged_box(det, image_shape_um))
+
+
+def event_probabilities(ctx: CueContext, model: EventModel, min_link_probability: float
+                        ) -> tuple[CueContext, dict[str, np.ndarray]]:
+    """Link probabilities, pruning of hopeless links, then every other event's probability.
+
+    Returns the context restricted to the kept candidates (with its link
+    probabilities) and the probabilities of all events on it.
+    """
+    p_link = model.link_probability(ctx)
+    keep = p_link >= min_link_probability
+    kept = CueContext(det=ctx.det, cand=ctx.cand.take(keep),
+                      max_displacement_spacing=ctx.max_displacement_spacing,
+                      box_um=ctx.box_um, link_probability=p_link[keep])
+    return kept, model.probabilities(kept)
+
+
+def build_problem(det: Detections, settings: TrackSettings, model: EventModel,
+                  image_shape_um: tuple[float, float, float] | None = None) -> TrackingProblem:
+    """Candidates, event probabilities and costs of a movie."""
+    ctx = cue_context(det, settings, image_shape_um)
+    kept, probability = event_probabilities(ctx, model, settings.candidates.min_link_probability)
+    costs = event_costs(det, kept.cand, probability, division_pairs(kept), settings.solver,
+                        model.cost_offsets)
+    return TrackingProblem(det, kept.cand, probability, costs, settings, model)

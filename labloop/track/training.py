@@ -1,0 +1,547 @@
+"""Reproducible training of the event model on simulated truth.
+
+Run ``python -m labloop.track.training`` to rebuild ``event_model.json`` and the
+card ``EVENT_MODEL.md`` (a few minutes on two CPU cores). Steps:
+
+1. Draw ``n_train + n_calibration`` scenarios (:func:`draw_scenario`): 2D or 3D
+   cell populations from :func:`labloop.synth.simulate_cells` over a broad range
+   of nucleus size, packing, speed relative to spacing, persistence, cell-cycle
+   length and daughter placement, observed through :class:`DetectionNoise` with
+   localisation noise (relative to the spacing), misses, spurious detections,
+   informative or flat scores and optional intensity/volume cues.
+2. Label every candidate link (right if its ends are the two ends of a truth link,
+   or of a truth path of two links for a closed gap) and every detection (spurious;
+   no true parent / child among its candidates; divides into two detected children).
+3. Fit one L2-regularised logistic model per event on the training scenarios
+   (:mod:`labloop.track.events`), then Platt-rescale each on the held-out
+   calibration scenarios.
+4. On the calibration scenarios, solve the MAP lineage and fit the temperature of
+   the belief-propagation marginals by maximum likelihood of "chosen link is
+   right", then an isotonic map of the tempered marginals of chosen links and
+   divisions (pool-adjacent-violators).
+
+Nothing of the real C. elegans data is used. Every draw is seeded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from labloop.lineage import Lineage
+from labloop.synth import SynthConfig, simulate_cells
+from labloop.track.detections import check_detections
+from labloop.track.events import (
+    DEFAULT_MODEL_PATH,
+    EVENTS,
+    EventModel,
+    LogisticModel,
+)
+from labloop.track.features import CueContext, cue_matrix, division_pairs
+from labloop.track.marginals import belief_propagation
+from labloop.track.noise import DetectionNoise, perturb_detections
+from labloop.track.problem import build_problem, cue_context
+from labloop.track.settings import CandidateSettings, TrackSettings
+from labloop.track.solve import solve_map
+
+#: cues of each event model
+EVENT_CUES: dict[str, list[str]] = {
+    "link": ["displacement", "displacement_squared", "log_displacement", "raw_displacement",
+             "source_rank", "target_rank", "source_alternative", "target_alternative",
+             "link_score", "intensity_change", "volume_change", "gap"],
+    "appear": ["skip_parent_ratio", "best_incoming_logit", "best_incoming", "total_incoming",
+               "nearest_parent", "border_distance", "node_score", "nearest_neighbour"],
+    "disappear": ["skip_child_ratio", "best_outgoing_logit", "best_outgoing", "total_outgoing",
+                  "nearest_child", "border_distance", "node_score", "nearest_neighbour"],
+    "false_positive": ["node_score", "nearest_neighbour", "best_incoming_logit",
+                       "best_outgoing_logit", "total_incoming", "total_outgoing",
+                       "nearest_parent", "nearest_child", "border_distance",
+                       "skip_parent_ratio", "skip_child_ratio"],
+    "division": ["daughter_distance", "daughter_asymmetry", "daughter_opposition",
+                 "weaker_child_logit", "stronger_child_logit", "daughters_claimed",
+                 "daughters_nearest", "daughter_volume_ratio", "children_persist",
+                 "child_orphan", "mother_history", "pair_score", "pair_intensity_change"],
+}
+
+#: events whose logit is quadratic in the cues (their cues interact)
+QUADRATIC_EVENTS = ("false_positive", "division")
+
+#: temperatures tried for the marginals (log-spaced)
+TEMPERATURE_GRID = tuple(np.round(np.geomspace(0.5, 4.0, 15), 4).tolist())
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """What the event model is trained on.
+
+    Parameters
+    ----------
+    n_train, n_calibration
+        Simulated scenarios for fitting and for the held-out calibration.
+    frames
+        Frames per scenario.
+    cells
+        Nuclei in the field of view at frame 0.
+    seed
+        Seed of the scenario draws (each scenario's simulation and noise seeds
+        derive from it).
+    l2
+        L2 penalty of the logistic fits.
+    gap_closing_share
+        Share of scenarios with gap-closing candidates (teaches the ``gap`` cue).
+    """
+
+    n_train: int = 20
+    n_calibration: int = 8
+    frames: int = 30
+    cells: int = 220
+    seed: int = 20240604
+    l2: float = 1e-3
+    gap_closing_share: float = 0.3
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One simulated movie and its detection error model."""
+
+    config: SynthConfig
+    noise: DetectionNoise
+    gap_closing: bool
+    noise_seed: int
+
+
+def draw_scenario(rng: np.random.Generator, settings: TrainingSettings, index: int) -> Scenario:
+    """A random scenario (see the module docstring for the ranges)."""
+    is_3d = rng.uniform() < 0.75
+    radius = rng.uniform(2.0, 4.0)
+    packing = rng.uniform(0.1, 0.42)
+    size = 4.0 / 3.0 * np.pi * radius**3 if is_3d else np.pi * radius**2
+    density = packing * 1000.0 / size
+    spacing = (1000.0 / density) ** (1 / 3 if is_3d else 1 / 2)
+    measure = settings.cells * 1000.0 / density
+    side = measure ** (1 / 3 if is_3d else 1 / 2)
+    voxel = (1.0, 0.5, 0.5)
+    shape = (max(int(side / voxel[0]), 4) if is_3d else 1, int(side / voxel[1]),
+             int(side / voxel[2]))
+    interval = float(np.exp(rng.uniform(np.log(0.02), np.log(0.5))))
+    step = rng.uniform(0.03, 0.35) * spacing  # µm per frame
+    cycle_frames = rng.uniform(15, 60)
+    config = SynthConfig(
+        frames=settings.frames, shape=shape, voxel_size_um=voxel,
+        frame_interval_h=interval, seed=int(rng.integers(2**31)), density=density,
+        margin_um=2 * spacing, radius_mean_um=radius, radius_std_um=0.15 * radius,
+        speed_um_per_h=step / interval,
+        persistence_h=float(np.exp(rng.uniform(np.log(0.5), np.log(20)))) * interval,
+        cycle_mean_h=cycle_frames * interval,
+        daughter_offset_radii=rng.uniform(0.7, 1.4),
+        division_boost_half_life_h=2 * interval,
+    )
+    sigma_xy = rng.uniform(0.0, 0.1) * spacing
+    noise = DetectionNoise(
+        sigma_xy_um=sigma_xy, sigma_z_um=sigma_xy * rng.uniform(1.0, 2.5),
+        miss_rate=rng.uniform(0.0, 0.05), spurious_rate=rng.uniform(0.0, 0.05),
+        informative_scores=bool(rng.uniform() < 0.5),
+        intensity_noise=0.1 if rng.uniform() < 0.5 else None,
+    )
+    return Scenario(config, noise, bool(rng.uniform() < settings.gap_closing_share),
+                    int(rng.integers(2**31)))
+
+
+@dataclass
+class Labelled:
+    """Cues context and labels of one scenario."""
+
+    ctx: CueContext
+    truth: Lineage
+    detections: pd.DataFrame
+    link: np.ndarray  # (E,) candidate is a true link
+    real: np.ndarray  # (N,) detection is a real nucleus
+    has_parent: np.ndarray  # (N,) a true parent is among its candidates
+    has_child: np.ndarray
+    divides: np.ndarray  # two true children among its candidates
+    settings: TrackSettings
+
+
+def candidate_truth(det_truth: np.ndarray, source: np.ndarray, target: np.ndarray,
+                    dt: np.ndarray, truth: Lineage) -> np.ndarray:
+    """Whether each candidate joins the two ends of a truth link (or 2-link path for Δt = 2)."""
+    parent = truth.parents()
+    ts, tt = det_truth[source], det_truth[target]
+    ok = (ts >= 0) & (tt >= 0)
+    right = np.zeros(len(source), dtype=bool)
+    par = parent.reindex(tt[ok]).to_numpy()
+    grand = np.where(par >= 0, parent.reindex(np.maximum(par, 0)).to_numpy(), -1)
+    right[ok] = np.where(dt[ok] == 1, par == ts[ok], grand == ts[ok])
+    return right
+
+
+def label_scenario(truth: Lineage, detections: pd.DataFrame, settings: TrackSettings,
+                   ctx: CueContext | None = None) -> Labelled:
+    """Candidates, cues and labels of a detections table with a ``truth_node`` column."""
+    if ctx is None:
+        det = check_detections(detections)
+        ctx = cue_context(det, settings, None)
+    det = ctx.det
+    det_truth = det.table["truth_node"].to_numpy()
+    c = ctx.cand
+    link = candidate_truth(det_truth, c.source, c.target, c.dt, truth)
+    n = det.n
+    has_parent = np.bincount(c.target[link], minlength=n) > 0
+    children = np.bincount(c.source[link & (c.dt == 1)], minlength=n)
+    return Labelled(ctx, truth, detections, link, det_truth >= 0, has_parent,
+                    np.bincount(c.source[link], minlength=n) > 0, children >= 2, settings)
+
+
+def simulate_scenario(scenario: Scenario) -> Labelled:
+    """Simulate a scenario, perturb its detections and label them."""
+    truth = simulate_cells(scenario.config)
+    detections = perturb_detections(truth, scenario.noise, scenario.noise_seed)
+    settings = TrackSettings(candidates=CandidateSettings(gap_closing=scenario.gap_closing))
+    return label_scenario(truth, detections, settings)
+
+
+def event_rows(data: Labelled, event: str) -> tuple[np.ndarray, np.ndarray]:
+    """Rows (items) and labels used to fit one event model on one scenario."""
+    det = data.ctx.det
+    first, last = det.t == det.frames[0], det.t == det.frames[-1]
+    if event == "link":
+        return np.arange(data.ctx.cand.n), data.link
+    if event == "false_positive":
+        return np.arange(det.n), ~data.real
+    if event == "appear":
+        rows = np.flatnonzero(data.real & ~first)
+        return rows, ~data.has_parent[rows]
+    if event == "disappear":
+        rows = np.flatnonzero(data.real & ~last)
+        return rows, ~data.has_child[rows]
+    if event == "division":
+        node, first, second = division_pairs(data.ctx)
+        rows = np.flatnonzero(data.real[node])
+        return rows, (data.link[first] & data.link[second])[rows]
+    raise ValueError(event)
+
+
+def _stack(datasets: list[Labelled], model: LogisticModel) -> tuple[np.ndarray, np.ndarray]:
+    xs, ys = [], []
+    for data in datasets:
+        rows, labels = event_rows(data, model.event)
+        xs.append(cue_matrix(data.ctx, model.event, model.cues)[rows])
+        ys.append(labels)
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def _prune(datasets: list[Labelled], model: EventModel) -> list[Labelled]:
+    """Each scenario restricted to the links the tracker keeps, relabelled."""
+    out = []
+    for data in datasets:
+        kept, _ = event_probabilities_links_only(data.ctx, model, data.settings)
+        out.append(label_scenario(data.truth, data.detections, data.settings, kept))
+    return out
+
+
+def event_probabilities_links_only(ctx: CueContext, model: EventModel,
+                                   settings: TrackSettings) -> tuple[CueContext, np.ndarray]:
+    """The context pruned to kept links, with link probabilities set (as the tracker does)."""
+    p_link = model.link_probability(ctx)
+    keep = p_link >= settings.candidates.min_link_probability
+    kept = CueContext(det=ctx.det, cand=ctx.cand.take(keep),
+                      max_displacement_spacing=ctx.max_displacement_spacing,
+                      box_um=ctx.box_um, link_probability=p_link[keep])
+    return kept, p_link[keep]
+
+
+def fit_event_models(train: list[Labelled], calibration: list[Labelled], l2: float
+                     ) -> tuple[dict[str, LogisticModel], dict[str, Any]]:
+    """Fit and Platt-calibrate the five event models; report held-out log loss and AUC."""
+    models: dict[str, LogisticModel] = {}
+    report: dict[str, Any] = {}
+    for event in EVENTS:
+        model = LogisticModel(event, list(EVENT_CUES[event]),
+                              interactions=event in QUADRATIC_EVENTS)
+        x, y = _stack(train, model)
+        model.fit(x, y, l2)
+        xc, yc = _stack(calibration, model)
+        model.calibrate(xc, yc)
+        p = model.probability(xc)
+        report[event] = {"n_train": len(y), "positives_train": int(y.sum()),
+                         "n_heldout": len(yc), "positives_heldout": int(yc.sum()),
+                         "heldout_log_loss": _log_loss(p, yc), "heldout_auc": _auc(p, yc)}
+        models[event] = model
+        if event == "link":
+            partial = EventModel(models={"link": model})
+            train, calibration = _prune(train, partial), _prune(calibration, partial)
+    return models, report
+
+
+def _log_loss(p: np.ndarray, y: np.ndarray) -> float:
+    p = np.clip(p, 1e-12, 1 - 1e-12)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log1p(-p)))
+
+
+def _auc(p: np.ndarray, y: np.ndarray) -> float | None:
+    y = y.astype(bool)
+    if y.all() or not y.any():
+        return None
+    ranks = pd.Series(p).rank().to_numpy()
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def isotonic_map(p: np.ndarray, y: np.ndarray, n_knots: int = 200) -> dict[str, list[float]]:
+    """Pool-adjacent-violators fit of ``y`` on ``p``, as piecewise-linear knots.
+
+    Knots are placed at block centres; the map is anchored at (0, ≥0) and (1, ≤1).
+    """
+    order = np.argsort(p, kind="stable")
+    ps, ys = p[order], y[order].astype(np.float64)
+    sums, counts, means = [], [], []
+    for value, weight in zip(ys, np.ones(len(ys)), strict=True):
+        sums.append(value)
+        counts.append(weight)
+        means.append(value)
+        while len(means) > 1 and means[-2] > means[-1]:
+            s, c = sums.pop() + sums.pop(), counts.pop() + counts.pop()
+            means.pop()
+            means.pop()
+            sums.append(s)
+            counts.append(c)
+            means.append(s / c)
+    ends = np.cumsum(counts).astype(int)
+    starts = np.r_[0, ends[:-1]]
+    x = np.array([ps[a:b].mean() for a, b in zip(starts, ends, strict=True)])
+    yv = np.array(means)
+    if len(x) > n_knots:
+        pick = np.unique(np.linspace(0, len(x) - 1, n_knots).astype(int))
+        x, yv = x[pick], yv[pick]
+    x = np.r_[0.0, x, 1.0]
+    yv = np.r_[min(yv[0], x[1]) if len(yv) else 0.0, yv, max(yv[-1], x[-2]) if len(yv) else 1.0]
+    return {"x": x.tolist(), "y": yv.tolist()}
+
+
+#: cost offsets tried, per node event, by coordinate search (two passes)
+OFFSET_GRID: dict[str, tuple[float, ...]] = {
+    "division": (-2.0, -1.0, 0.0, 1.0),
+    "appear": (-1.0, 0.0, 1.0),
+    "disappear": (-1.0, 0.0, 1.0),
+    "false_positive": (-1.0, 0.0, 1.0),
+}
+#: wall-clock limit (s) of one trial solve (a trial may leave the LP fractional)
+OFFSET_TRIAL_TIME_LIMIT_S = 5.0
+
+
+def _map_quality(problems: list[tuple], offsets: dict[str, float]) -> float:
+    """Edge F1 + division F1 of the MAP lineages of held-out scenarios under cost offsets."""
+    from labloop.track.costs import EnergyCosts
+
+    right = chosen = true_links = 0
+    div_right = div_called = div_true = 0
+    for problem, link_right, n_true_links, n_true_div in problems:
+        c = problem.costs
+        first = problem.det.t == problem.det.frames[0]
+        last = problem.det.t == problem.det.frames[-1]
+        costs = EnergyCosts(c.link, c.appear + offsets["appear"] * ~first,
+                            c.disappear + offsets["disappear"] * ~last,
+                            c.false_positive + offsets["false_positive"], c.division_nodes,
+                            c.division_links, c.division + offsets["division"])
+        sol = solve_map(problem.cand.source, problem.cand.target, problem.det.n, costs,
+                        replace(problem.settings.solver, time_limit_s=OFFSET_TRIAL_TIME_LIMIT_S))
+        right += int(link_right[sol.link].sum())
+        chosen += int(sol.link.sum())
+        true_links += n_true_links
+        pairs = c.division_links[sol.division]
+        div_right += int((link_right[pairs[:, 0]] & link_right[pairs[:, 1]]).sum())
+        div_called += int(sol.division.sum())
+        div_true += n_true_div
+    edge_f1 = 2 * right / max(chosen + true_links, 1)
+    div_f1 = 2 * div_right / max(div_called + div_true, 1)
+    return edge_f1 + div_f1
+
+
+def fit_cost_offsets(model: EventModel, calibration: list[Labelled]) -> dict[str, Any]:
+    """Coordinate search of the cost offsets on held-out scenarios (in place)."""
+    problems = []
+    for data in calibration:
+        model.cost_offsets = {}
+        problem = build_problem(data.ctx.det, data.settings, model)
+        det_truth = problem.det.table["truth_node"].to_numpy()
+        link_right = candidate_truth(det_truth, problem.cand.source, problem.cand.target,
+                                     problem.cand.dt, data.truth)
+        detected = set(det_truth[det_truth >= 0].tolist())
+        edges = data.truth.edges
+        both = edges["source"].isin(detected) & edges["target"].isin(detected)
+        n_true_links = int(both.sum())
+        children = edges[both].groupby("source").size()
+        problems.append((problem, link_right, n_true_links, int((children >= 2).sum())))
+    offsets = {k: 0.0 for k in OFFSET_GRID}
+    history = []
+    best = _map_quality(problems, offsets)
+    for _ in range(1):
+        for event, grid in OFFSET_GRID.items():
+            for value in grid:
+                trial = {**offsets, event: value}
+                quality = _map_quality(problems, trial)
+                history.append({**trial, "quality": quality})
+                if quality > best + 1e-9:
+                    best, offsets = quality, trial
+    model.cost_offsets = offsets
+    return {"offsets": offsets, "edge_f1_plus_division_f1": best, "n_trials": len(history)}
+
+
+def fit_marginal_calibration(model: EventModel, calibration: list[Labelled]
+                             ) -> dict[str, Any]:
+    """Fit the BP temperature and isotonic maps on held-out scenarios (in place)."""
+    runs = []
+    for data in calibration:
+        settings = data.settings
+        problem = build_problem(data.ctx.det, settings, model)
+        solution = solve_map(problem.cand.source, problem.cand.target, problem.det.n,
+                             problem.costs, settings.solver)
+        det_truth = problem.det.table["truth_node"].to_numpy()
+        right = candidate_truth(det_truth, problem.cand.source, problem.cand.target,
+                                problem.cand.dt, data.truth)
+        chosen = np.flatnonzero(solution.link)
+        div_called = np.flatnonzero(solution.division)
+        links = problem.costs.division_links[div_called]
+        div_right = right[links[:, 0]] & right[links[:, 1]]
+        runs.append((problem, chosen, right[chosen], div_called, div_right))
+    nll = []
+    for temperature in TEMPERATURE_GRID:
+        total = 0.0
+        for problem, chosen, right, _, _ in runs:
+            m = belief_propagation(problem.cand.source, problem.cand.target, problem.det.n,
+                                   problem.costs, temperature, problem.settings.marginals)
+            total += _log_loss(m.link[chosen], right) * len(chosen)
+        nll.append(total)
+    best = TEMPERATURE_GRID[int(np.argmin(nll))]
+    model.temperature = float(best)
+    link_p, link_y, div_p, div_y = [], [], [], []
+    for problem, chosen, right, div_nodes, div_right in runs:
+        m = belief_propagation(problem.cand.source, problem.cand.target, problem.det.n,
+                               problem.costs, best, problem.settings.marginals)
+        link_p.append(m.link[chosen])
+        link_y.append(right)
+        div_p.append(m.division_pair[div_nodes])
+        div_y.append(div_right)
+    lp, ly = np.concatenate(link_p), np.concatenate(link_y)
+    dp, dy = np.concatenate(div_p), np.concatenate(div_y)
+    model.link_recalibration = isotonic_map(lp, ly)
+    model.division_recalibration = isotonic_map(dp, dy) if len(dp) >= 20 else {}
+    return {"temperature_grid": list(TEMPERATURE_GRID), "nll": nll, "temperature": best,
+            "chosen_links": len(ly), "wrong_chosen_links": int((~ly).sum()),
+            "called_divisions": len(dy), "wrong_called_divisions": int((~dy).sum()),
+            "mean_link_error_probability_before_isotonic": float(1 - lp.mean())}
+
+
+def train_event_model(settings: TrainingSettings | None = None) -> tuple[EventModel, dict]:
+    """Simulate, fit and calibrate the event model; return it and a training report."""
+    settings = TrainingSettings() if settings is None else settings
+    rng = np.random.default_rng(settings.seed)
+    start = time.perf_counter()
+    scenarios = [draw_scenario(rng, settings, k)
+                 for k in range(settings.n_train + settings.n_calibration)]
+    data = [simulate_scenario(s) for s in scenarios]
+    train, calibration = data[:settings.n_train], data[settings.n_train:]
+    models, report = fit_event_models(train, calibration, settings.l2)
+    model = EventModel(models=models)
+    offset_report = fit_cost_offsets(model, calibration)
+    marginal_report = fit_marginal_calibration(model, calibration)
+    model.metadata = {
+        "name": "labloop-track-events-v1",
+        "command": "python -m labloop.track.training",
+        "training_settings": asdict(settings),
+        "scenarios": [{"config": {k: v for k, v in asdict(s.config).items()
+                                  if k in ("frames", "shape", "density", "radius_mean_um",
+                                           "speed_um_per_h", "frame_interval_h",
+                                           "persistence_h", "cycle_mean_h",
+                                           "daughter_offset_radii", "seed")},
+                       "noise": asdict(s.noise), "gap_closing": s.gap_closing,
+                       "noise_seed": s.noise_seed} for s in scenarios],
+        "n_detections": {"train": int(sum(d.ctx.det.n for d in train)),
+                         "calibration": int(sum(d.ctx.det.n for d in calibration))},
+        "event_models": report,
+        "cost_offsets": offset_report,
+        "marginals": marginal_report,
+        "training_time_s": round(time.perf_counter() - start, 1),
+    }
+    return model, model.metadata
+
+
+def write_card(model: EventModel, path: Path) -> None:
+    """Write the model card (Markdown) from the training metadata."""
+    meta = model.metadata
+    lines = [
+        "# labloop.track event model card", "",
+        f"Name: `{meta['name']}`. Rebuild with `{meta['command']}` (deterministic: "
+        f"seed {meta['training_settings']['seed']}). Parameters: `event_model.json`.", "",
+        "## What it is",
+        "Five calibrated logistic models (link, appearance, disappearance, false positive,"
+        " division) over scale-free cues (`labloop/track/features.py`), a temperature"
+        " for the belief-propagation marginals and isotonic maps of the tempered"
+        " marginals of chosen links and divisions.", "",
+        "## Training data",
+        f"{meta['training_settings']['n_train']} simulated scenarios for fitting and "
+        f"{meta['training_settings']['n_calibration']} held-out scenarios for the Platt, "
+        "temperature and isotonic calibration, drawn by `draw_scenario` from "
+        "`labloop.synth.simulate_cells` (2D/3D, nucleus radius 2–4 µm, packing 0.10–0.42, "
+        "step 0.03–0.35 spacings per frame, cell cycle 15–60 frames) and perturbed by "
+        "`DetectionNoise` (localisation σ 0–0.1 spacings in xy, 1–2.5× in z; 0–5 % missed;"
+        " 0–5 % spurious, half beside a real nucleus; flat or informative scores; optional "
+        "intensity/volume).",
+        f"Detections: {meta['n_detections']['train']} (fit), "
+        f"{meta['n_detections']['calibration']} (calibration). "
+        "No real data (in particular not the C. elegans embryo) was used.", "",
+        "## Held-out metrics of the event models", "",
+        "| event | n held-out | positives | log loss | AUC |", "|---|---|---|---|---|",
+    ]
+    for event, r in meta["event_models"].items():
+        auc = "–" if r["heldout_auc"] is None else f"{r['heldout_auc']:.4f}"
+        lines.append(f"| {event} | {r['n_heldout']} | {r['positives_heldout']} | "
+                     f"{r['heldout_log_loss']:.4f} | {auc} |")
+    mr = meta["marginals"]
+    lines += [
+        "", "## Marginals",
+        f"Temperature T = {mr['temperature']} (maximum likelihood over "
+        f"{mr['chosen_links']} chosen links of the calibration scenarios, "
+        f"{mr['wrong_chosen_links']} wrong); {mr['called_divisions']} called divisions "
+        f"({mr['wrong_called_divisions']} wrong).",
+        f"Cost offsets (coordinate search for the best edge F1 + division F1 of the MAP "
+        f"lineages of the calibration scenarios): {meta['cost_offsets']['offsets']}.", "",
+        "## Limits",
+        "- Cues are relative to the local spacing; movies whose motion per frame exceeds"
+        " about a third of the spacing, or whose detections have other error patterns,"
+        " are outside the training range: check calibration on annotated data.",
+        "- Probabilities treat the candidate graph by loopy belief propagation (Bethe"
+        " approximation); the fitted temperature and isotonic map absorb its bias on"
+        " the simulated range.",
+        f"- Training took {meta['training_time_s']} s.",
+    ]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line: train and write ``event_model.json`` and ``EVENT_MODEL.md``."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=DEFAULT_MODEL_PATH)
+    parser.add_argument("--n-train", type=int, default=TrainingSettings.n_train)
+    parser.add_argument("--n-calibration", type=int, default=TrainingSettings.n_calibration)
+    parser.add_argument("--seed", type=int, default=TrainingSettings.seed)
+    args = parser.parse_args(argv)
+    settings = replace(TrainingSettings(), n_train=args.n_train,
+                       n_calibration=args.n_calibration, seed=args.seed)
+    model, meta = train_event_model(settings)
+    model.to_json(args.out)
+    write_card(model, args.out.with_name("EVENT_MODEL.md"))
+    print(f"wrote {args.out} (T = {model.temperature}) in {meta['training_time_s']} s")
+    for event, r in meta["event_models"].items():
+        print(f"  {event:15s} held-out log loss {r['heldout_log_loss']:.4f}  "
+              f"AUC {r['heldout_auc']}")
+
+
+if __name__ == "__main__":
+    main()
