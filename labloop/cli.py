@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import click
 import typer
@@ -17,6 +17,10 @@ from rich.console import Console
 from rich.table import Table
 
 from labloop.errors import InputError
+
+if TYPE_CHECKING:
+    from labloop.io.store import Experiment
+    from labloop.lineage import Lineage
 
 app = typer.Typer(
     name="labloop",
@@ -185,6 +189,63 @@ def export(
 
 
 @app.command()
+def detect(
+    store: StorePath,
+    model: Annotated[Path | None, typer.Option(
+        help="Detector weights (.safetensors; default: the shipped model).")] = None,
+    min_score: Annotated[float, typer.Option(help="Keep nuclei with at least this score.")]
+    = 0.5,
+    min_separation: Annotated[float, typer.Option(help="Closest two nuclei may be, in µm.")]
+    = 3.0,
+    voxel_size: Annotated[str | None, typer.Option(help="Voxel size z,y,x in µm.")] = None,
+    tile_voxels: Annotated[int, typer.Option(help="Largest tile, in working voxels.")]
+    = 2**21,
+) -> None:
+    """Find nuclei in every frame with the 3D U-Net (labloop/detections)."""
+    from labloop.detect import detect_store
+
+    voxel = None if voxel_size is None else parse_triple(voxel_size, "voxel size")
+    detections = detect_store(store, model=model, voxel_size_um=voxel, min_score=min_score,
+                              min_separation_um=min_separation, tile_voxels=tile_voxels)
+    console.print(f"{len(detections)} nuclei in {detections['t'].nunique()} frame(s)")
+
+
+@app.command("train-detector")
+def train_detector_command(
+    out: Annotated[Path, typer.Option(help="Where to write the weights (.safetensors).")]
+    = Path("models/nucleus_unet.safetensors"),
+    seed: Annotated[int, typer.Option(help="Seed of data, initialisation and order.")] = 0,
+    steps: Annotated[int, typer.Option(help="Optimisation steps.")] = 3000,
+    stop_step: Annotated[int | None, typer.Option(
+        help="Stop after this step (to reproduce a time-limited run).")] = None,
+    max_minutes: Annotated[float | None, typer.Option(help="Wall-clock budget.")] = None,
+    pool_size: Annotated[int, typer.Option(help="Simulated training volumes.")] = 700,
+    val_size: Annotated[int, typer.Option(help="Simulated validation volumes.")] = 40,
+    calib_size: Annotated[int, typer.Option(help="Volumes for score calibration.")] = 120,
+    batch_size: Annotated[int, typer.Option(help="Crops per step.")] = 8,
+    workers: Annotated[int, typer.Option(help="Processes simulating data.")] = 2,
+    init: Annotated[Path | None, typer.Option(help="Start from these weights.")] = None,
+    image: Annotated[Path | None, typer.Option(
+        help="Your image to fine-tune on (OME-Zarr/TIFF/npy).")] = None,
+    annotations: Annotated[Path | None, typer.Option(
+        help="Your nucleus centres: CSV t,z,y,x in µm, or GEFF.")] = None,
+    voxel_size: Annotated[str | None, typer.Option(help="Voxel size z,y,x in µm.")] = None,
+    radius: Annotated[float | None, typer.Option(help="Typical nucleus radius, µm.")] = None,
+) -> None:
+    """Train (or fine-tune on your annotations) the nucleus detector, reproducibly."""
+    from labloop.detect import TrainSettings, train_detector
+
+    settings = TrainSettings(seed=seed, steps=steps, stop_step=stop_step,
+                             max_minutes=max_minutes, pool_size=pool_size, val_size=val_size,
+                             calib_size=calib_size, batch_size=batch_size, workers=workers)
+    voxel = None if voxel_size is None else parse_triple(voxel_size, "voxel size")
+    train_detector(out, settings, init=init, image=image, annotations=annotations,
+                   voxel_size_um=voxel, radius_um=radius,
+                   command="labloop " + " ".join(sys.argv[1:]))
+    console.print(f"wrote {out}")
+
+
+@app.command()
 def track(
     store: StorePath,
     gap_closing: Annotated[bool, typer.Option(
@@ -224,6 +285,22 @@ def track(
                   f"{lineage.edges['error_probability'].sum():.1f}")
 
 
+def sample_tracker_lineages(experiment: Experiment, n: int, seed: int) -> list[Lineage]:
+    """Draw ``n`` alternative lineages of a store's detections from the tracker's model."""
+    from labloop.io.store import DETECTIONS
+    from labloop.track import sample_lineages
+
+    if not experiment.has(DETECTIONS):
+        return []
+    image = experiment.image
+    shape_um = tuple(float(n) * float(s) for n, s in
+                     zip(image.shape[-3:], image.voxel_size_um, strict=True))
+    with console.status(f"sampling {n} lineages from the tracker"):
+        return sample_lineages(experiment.read_detections(), n, seed,
+                               frame_interval_h=image.frame_interval_h,
+                               image_shape_um=shape_um)  # type: ignore[arg-type]
+
+
 @app.command()
 def measure(
     store: StorePath,
@@ -235,6 +312,9 @@ def measure(
     bin_width: Annotated[float, typer.Option(help="Distance bin width in µm.")] = 10.0,
     draws: Annotated[int, typer.Option(help="Realisations used for the 90% intervals.")]
     = 100,
+    samples: Annotated[int, typer.Option(
+        help="Lineages sampled by the tracker for the intervals (0: use error "
+             "probabilities).")] = 20,
     seed: Annotated[int, typer.Option(help="Seed of the realisations.")] = 0,
     report: Annotated[Path | None, typer.Option(help="Also write an HTML report here.")]
     = None,
@@ -253,9 +333,12 @@ def measure(
         landmark, "landmark")
     settings = MeasureSettings(landmark=point, bin_width_um=bin_width, n_draws=draws,
                                seed=seed)
-    table = measure_lineage(lineage, settings=settings, progress=True)
+    sampled = (sample_tracker_lineages(experiment, samples, seed)
+               if samples > 0 and not truth else None)
+    table = measure_lineage(lineage, samples=sampled, settings=settings, progress=True)
     experiment.write_table(MORPHOMETRICS, table, "measure",
-                           {**asdict(settings), "lineage": name})
+                           {**asdict(settings), "lineage": name,
+                            "tracker_samples": len(sampled or [])})
     summary = table[table["t"].isna() & table["bin_lo_um"].isna()]
     for row in summary.itertuples():
         console.print(f"{row.quantity:>24}: {row.value:9.4g}  [{row.lower:.4g}, {row.upper:.4g}]"
@@ -270,10 +353,11 @@ def measure(
 
 #: the steps of the full loop and the issue that brings each one (None: built)
 LOOP_STEPS = (
-    ("sample", "simulated experiment with ground truth", None),
-    ("detect", "3D U-Net nucleus detection", "#3"),
-    ("track", "lineage with calibrated error probabilities", "#4"),
-    ("measure", "morphometrics with uncertainty and report", None),
+    ("sample", "embedded simulated experiment with ground truth", None),
+    ("detect", "3D U-Net nucleus detection", None),
+    ("track", "lineage with calibrated error probabilities", None),
+    ("measure", "morphometrics with 90% intervals from tracker samples", None),
+    ("evaluate", "scores against the sample's ground truth", None),
     ("calibrate", "recalibrate the tissue model by gradients", "#7"),
     ("predict", "predicted versus observed tissue", "#7"),
 )
@@ -291,13 +375,22 @@ def demo(
     import time
     import webbrowser
 
+    from labloop.detect import detect_store
+    from labloop.evaluate import evaluate as evaluate_lineages
     from labloop.io.store import MORPHOMETRICS, open_experiment
     from labloop.measure import MeasureSettings
     from labloop.measure import measure as measure_lineage
     from labloop.report import write_report
     from labloop.sample_data import sample_store_path
+    from labloop.track import track_store
 
     started = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    def step(name: str) -> None:
+        timings[name] = time.perf_counter() - started - sum(timings.values())
+        console.print(f"[green]✓[/] {name} ({timings[name]:.1f} s)")
+
     out.mkdir(parents=True, exist_ok=True)
     store = out / "sample.zarr"
     if store.exists():
@@ -307,28 +400,51 @@ def demo(
     truth = experiment.read_truth()
     image = experiment.image
     image.verify()
-    console.print(f"[bold]sample[/]: {image.shape[0]} frames of {image.shape[1:]} voxels, "
-                  f"{truth.n_nodes} nuclei, {truth.n_divisions} divisions")
-    settings = MeasureSettings()
-    table = measure_lineage(truth, settings=settings, progress=True)
-    experiment.write_table(MORPHOMETRICS, table, "measure", {"lineage": "truth.geff"})
+    console.print(f"[bold]sample[/]: {image.shape[0]} frames of {image.shape[1:]} voxels "
+                  f"({image.voxel_size_um} µm, every {image.frame_interval_h} h), "
+                  f"{truth.n_nodes} nuclei, {truth.n_divisions} divisions in the truth")
+    step("sample")
+    detections = detect_store(store)
+    step("detect")
+    with console.status("tracking"):
+        lineage = track_store(store)
+    step("track")
+    samples = sample_tracker_lineages(experiment, 20, seed=0)
+    table = measure_lineage(lineage, samples=samples, settings=MeasureSettings(),
+                            progress=True)
+    experiment.write_table(MORPHOMETRICS, table, "measure",
+                           {"lineage": "tracks.geff", "tracker_samples": len(samples)})
+    truth_table = measure_lineage(truth, settings=MeasureSettings())
+    step("measure")
+    with console.status("evaluating against the ground truth"):
+        scores = evaluate_lineages(truth, predicted=lineage, detections=detections)
+    step("evaluate")
     missing = [f"{name} ({issue})" for name, _, issue in LOOP_STEPS if issue is not None]
-    note = ("Tracking is not built yet, so the morphometrics below are measured on the "
-            "sample's ground-truth lineage (all error probabilities 0). Steps still missing: "
-            + ", ".join(missing) + ".")
-    report = write_report(out / "report", truth, table,
+    tracking = scores["tracking"]
+    note = (
+        f"The embedded sample ({image.shape[0]} frames, {truth.n_nodes} nuclei in the ground "
+        f"truth) went through detection ({len(detections)} nuclei found, F1 "
+        f"{scores['detection']['f1']:.3f} against the truth), tracking (edge F1 "
+        f"{tracking['edge_f1']:.3f}, division F1 {tracking['division_f1']:.3f}, "
+        f"{len(lineage.edges)} links of which {lineage.edges['error_probability'].sum():.1f} "
+        "are expected to be wrong) and measurement with 90% intervals from "
+        f"{len(samples)} lineages sampled by the tracker. The curves in red are the same "
+        "quantities measured on the ground truth, for comparison. Steps still missing: "
+        + ", ".join(missing) + ".")
+    report = write_report(out / "report", lineage, table, predicted=truth_table,
+                          predicted_label="ground truth",
                           title="labloop demo: the embedded sample experiment",
-                          notes=[("What this report shows", note)])
+                          notes=[("What this report shows", note)], evaluation=scores)
+    step("report")
     status = Table(title="labloop demo: the loop on the embedded sample")
     status.add_column("step")
     status.add_column("what")
     status.add_column("status")
     for name, what, issue in LOOP_STEPS:
-        done = "[green]done[/]" + (" (on the ground truth)" if name == "measure" else "")
-        status.add_row(name, what, done if issue is None else
+        status.add_row(name, what, "[green]done[/]" if issue is None else
                        f"[yellow]missing[/] (not built yet, issue {issue})")
     console.print(status)
-    console.print(f"report: {report}  ({time.perf_counter() - started:.0f} s)")
+    console.print(f"report: {report}  (total {time.perf_counter() - started:.0f} s)")
     if open_report:
         webbrowser.open(report.resolve().as_uri())
 

@@ -31,6 +31,7 @@ def write_report(
     title: str = "labloop report",
     landmark: str = "centre",
     predicted: pd.DataFrame | None = None,
+    predicted_label: str = "predicted",
     evaluation: dict[str, Any] | None = None,
     notes: list[tuple[str, str]] | None = None,
 ) -> Path:
@@ -47,7 +48,8 @@ def write_report(
     landmark
         Name of the landmark of the spatial division-rate profile (for labels).
     predicted
-        Morphometrics of the tissue model, overlaid on the observed ones.
+        Morphometrics of the tissue model (or of the ground truth), overlaid on
+        the observed ones and named ``predicted_label``.
     evaluation
         Scores against ground truth (:func:`labloop.evaluate.evaluate`).
     notes
@@ -57,11 +59,13 @@ def write_report(
     for heading, text in notes or []:
         report.add_text(heading, text)
     report.add_figure(
-        "Morphometrics over time", morphometrics_over_time(morphometrics, predicted),
+        "Morphometrics over time",
+        morphometrics_over_time(morphometrics, predicted, predicted_label),
         "Lines: value from the reported lineage; bands: 90% intervals over realisations of the "
         "lineage (tracking errors and finite numbers of cells).")
     report.add_figure(
-        "Where divisions happen", division_rate_profile(morphometrics, landmark, predicted),
+        "Where divisions happen", division_rate_profile(morphometrics, landmark, predicted,
+                                                    predicted_label),
         f"Division rate per cell per hour by distance from the {landmark}, pooled over frames, "
         "with 90% intervals.")
     report.add_table("Whole-movie values", _movie_summary(morphometrics),

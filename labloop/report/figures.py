@@ -34,8 +34,8 @@ def _series(table: pd.DataFrame, quantity: str) -> pd.DataFrame:
     return rows.sort_values("time_h")
 
 
-def morphometrics_over_time(observed: pd.DataFrame,
-                            predicted: pd.DataFrame | None = None) -> Figure:
+def morphometrics_over_time(observed: pd.DataFrame, predicted: pd.DataFrame | None = None,
+                            predicted_label: str = "predicted") -> Figure:
     """Panels of per-frame morphometrics over time (hours) with their 90 % bands.
 
     Parameters
@@ -43,13 +43,14 @@ def morphometrics_over_time(observed: pd.DataFrame,
     observed
         A :func:`labloop.measure.measure` table.
     predicted
-        The same quantities from the tissue model, drawn in another colour.
+        The same quantities from the tissue model (or the ground truth), drawn in
+        another colour and named ``predicted_label``.
     """
     figure = Figure(figsize=(13, 7), layout="constrained")
     axes = figure.subplots(2, 3)
     for axis, (quantity, label) in zip(axes.ravel(), TIME_PANELS, strict=True):
         for table, colour, name in ((observed, OBSERVED_COLOUR, "observed"),
-                                    (predicted, PREDICTED_COLOUR, "predicted")):
+                                    (predicted, PREDICTED_COLOUR, predicted_label)):
             if table is None:
                 continue
             rows = _series(table, quantity)
@@ -66,13 +67,14 @@ def morphometrics_over_time(observed: pd.DataFrame,
 
 
 def division_rate_profile(observed: pd.DataFrame, landmark: str,
-                          predicted: pd.DataFrame | None = None) -> Figure:
+                          predicted: pd.DataFrame | None = None,
+                          predicted_label: str = "predicted") -> Figure:
     """Division rate (per cell per hour, pooled over frames) by distance from a landmark."""
     figure = Figure(figsize=(6, 4), layout="constrained")
     axis = figure.subplots()
     offset = 0.0
     for table, colour, name in ((observed, OBSERVED_COLOUR, "observed"),
-                                (predicted, PREDICTED_COLOUR, "predicted")):
+                                (predicted, PREDICTED_COLOUR, predicted_label)):
         if table is None:
             continue
         rows = table[table["quantity"] == "division_rate_by_distance_per_h"]
