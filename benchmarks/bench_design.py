@@ -1,0 +1,252 @@
+"""Design by gradients: reproduce the elongation result, then a new target (not a test).
+
+Run ``python benchmarks/bench_design.py`` (about 20 minutes on 2 busy CPU cores).
+It prints tables and writes ``benchmarks/results/design.json``, ``design.md``
+and figures ``design_*.png``.
+
+Reference experiment. A round 3D cluster of 40 cells (8 source cells forming a
+cap on its −x side) grows for 20 h (80 steps of 0.25 h). The gene network
+(3 genes: ``W, b, u, r, γ``) and its division read-out (``v, b_λ``) start from
+random couplings (one draw per seed); ``λ_max = 0.1/h`` is frozen. Adam
+(lr 0.1) minimises ``−½ log(σ²_x / σ²_⊥)`` of the proliferating cells at 20 h,
+4 replicates per iteration, straight-through Gumbel gradients through the
+divisions. Seeds 0, 1, 2. Before/after: 8 fresh replicates each.
+
+New target. Same cluster; the network and ``λ_max`` learn to grow to 100 cells
+and *stop there*: the loss is the mean of ``(N(t)/100 − 1)²`` over 10–20 h.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false "
+                      "intra_op_parallelism_threads=2")
+
+import jax
+import jax.numpy as jnp
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import optax
+import pandas as pd
+
+from labloop.design import (
+    GENE_NETWORK,
+    design,
+    elongation_loss,
+    evaluate,
+    rate_by_distance,
+    target_size_loss,
+)
+from labloop.tissue import (
+    TissueModel,
+    cell_count,
+    default_params,
+    round_cluster,
+    simulate_replicates,
+)
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SEEDS = (0, 1, 2)
+N_ITER = 40
+N_REP = 4
+N_EVAL = 8
+RUN = {"n_frames": 8, "steps_per_frame": 10}
+TARGET_CELLS = 100.0
+MODEL = TissueModel(capacity=256, dt_h=0.25, mechanics_substeps=4,
+                    division_gradient="straight_through", neighbours="dense")
+
+
+def markdown(table: pd.DataFrame) -> str:
+    """A pipe table (no dependency on ``tabulate``)."""
+    lines = ["| " + " | ".join(map(str, table.columns)) + " |",
+             "|" + "---|" * len(table.columns)]
+    lines += ["| " + " | ".join(map(str, row)) + " |" for row in table.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def start_params(seed: int):
+    p = default_params(n_genes=3, key=jax.random.key(1000 + seed))
+    return p.replace(division=dataclasses.replace(p.division, max_rate_per_h=jnp.asarray(0.1)))
+
+
+def projection(ax, traj, title):
+    final = jax.tree_util.tree_map(lambda x: np.asarray(x[0, -1]), traj.frames)
+    alive = final.alive
+    pos, kind, rate = final.position_um[alive], final.cell_type[alive], \
+        final.division_rate_per_h[alive]
+    prolif = kind == 1
+    sc = ax.scatter(pos[prolif, 2], pos[prolif, 1], c=rate[prolif], cmap="viridis", s=18,
+                    vmin=0, vmax=0.1)
+    ax.scatter(pos[~prolif, 2], pos[~prolif, 1], c="red", s=18, marker="s", label="source")
+    ax.set_aspect("equal")
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel("x (µm)")
+    ax.set_ylabel("y (µm)")
+    return sc
+
+
+def main() -> None:
+    RESULTS.mkdir(exist_ok=True)
+    initial = round_cluster(MODEL, 40, n_sources=8, key=jax.random.key(7))
+    out: dict = {"platform": platform.platform(), "python": sys.version.split()[0],
+                 "jax": jax.__version__, "model": dataclasses.asdict(MODEL), "run": RUN,
+                 "seeds": list(SEEDS), "iterations": N_ITER, "replicates": N_REP,
+                 "elongation": [], "target_size": {}}
+    histories, profiles, trajs = {}, {}, {}
+    for seed in SEEDS:
+        params = start_params(seed)
+        t0 = time.perf_counter()
+        result = design(MODEL, params, initial, elongation_loss(), jax.random.key(seed),
+                        free=GENE_NETWORK, optimizer=optax.adam(0.1), n_iterations=N_ITER,
+                        n_replicates=N_REP, **RUN)
+        seconds = time.perf_counter() - t0
+        eval_key = jax.random.key(500 + seed)
+        before = evaluate(MODEL, params, initial, eval_key, N_EVAL, **RUN)
+        after = evaluate(MODEL, result.params, initial, eval_key, N_EVAL, **RUN)
+        keys = jax.random.split(eval_key, 4)
+        tb = simulate_replicates(MODEL, params, keys, initial, **RUN)
+        ta = simulate_replicates(MODEL, result.params, keys, initial, **RUN)
+        profiles[seed] = (rate_by_distance(tb), rate_by_distance(ta))
+        trajs[seed] = (tb, ta)
+        histories[seed] = result.history
+        row = {"seed": seed, "seconds": round(seconds, 1),
+               "elongation_before": float(before["elongation"].mean()),
+               "elongation_before_sd": float(before["elongation"].std()),
+               "elongation_after": float(after["elongation"].mean()),
+               "elongation_after_sd": float(after["elongation"].std()),
+               "log_aspect_x_before": float(before["axis_elongation"].mean()),
+               "log_aspect_x_after": float(after["axis_elongation"].mean()),
+               "cells_before": float(before["cell_count"].mean()),
+               "cells_after": float(after["cell_count"].mean()),
+               "overflow_after": int(after["overflow"].sum()),
+               "loss_first5": float(result.history["loss"][:5].mean()),
+               "loss_last5": float(result.history["loss"][-5:].mean()),
+               "rate_near_sources_before": float(profiles[seed][0]["rate_per_h"].iloc[0]),
+               "rate_near_sources_after": float(profiles[seed][1]["rate_per_h"].iloc[0]),
+               "rate_far_after": float(profiles[seed][1].dropna(subset=["rate_per_h"])
+                                       .query("n >= 20")["rate_per_h"].iloc[-1]),
+               "profile_before": profiles[seed][0].to_dict("list"),
+               "profile_after": profiles[seed][1].to_dict("list"),
+               "loss_history": result.history["loss"].round(5).tolist()}
+        out["elongation"].append(row)
+        print(f"seed {seed}: elongation {row['elongation_before']:.2f} -> "
+              f"{row['elongation_after']:.2f}, log-aspect(x) {row['log_aspect_x_before']:.2f}"
+              f" -> {row['log_aspect_x_after']:.2f}, {seconds:.0f} s", flush=True)
+
+    # ---- new target: grow to TARGET_CELLS and stop
+    params = start_params(0)
+    loss = target_size_loss(TARGET_CELLS, from_frame=4)
+    t0 = time.perf_counter()
+    size = design(MODEL, params, initial, loss, jax.random.key(42),
+                  free=(*GENE_NETWORK, "division.max_rate_per_h"),
+                  optimizer=optax.adam(0.1), n_iterations=N_ITER, n_replicates=N_REP, **RUN)
+    seconds = time.perf_counter() - t0
+    keys = jax.random.split(jax.random.key(99), N_EVAL)
+    counts = {}
+    for name, p in (("before", params), ("after", size.params)):
+        traj = simulate_replicates(MODEL, p, keys, initial, **RUN)
+        counts[name] = np.asarray(jax.vmap(jax.vmap(cell_count))(traj.frames))
+    hours = np.arange(RUN["n_frames"] + 1) * MODEL.dt_h * RUN["steps_per_frame"]
+    out["target_size"] = {
+        "target_cells": TARGET_CELLS, "seconds": round(seconds, 1), "hours": hours.tolist(),
+        "count_before_mean": counts["before"].mean(0).tolist(),
+        "count_after_mean": counts["after"].mean(0).tolist(),
+        "count_after_sd": counts["after"].std(0).tolist(),
+        "loss_first5": float(size.history["loss"][:5].mean()),
+        "loss_last5": float(size.history["loss"][-5:].mean()),
+        "loss_history": size.history["loss"].round(5).tolist(),
+        "max_rate_after_per_h": float(size.params.division.max_rate_per_h)}
+
+    # ---- tables
+    table = pd.DataFrame([{k: v for k, v in r.items() if not isinstance(v, list | dict)}
+                          for r in out["elongation"]])
+    print(table.round(3).to_string(index=False))
+    ts = out["target_size"]
+    size_table = pd.DataFrame({"time_h": hours, "cells_before": ts["count_before_mean"],
+                               "cells_after": ts["count_after_mean"],
+                               "cells_after_sd": ts["count_after_sd"]})
+    print(size_table.round(1).to_string(index=False))
+    (RESULTS / "design.json").write_text(json.dumps(out, indent=1))
+    (RESULTS / "design.md").write_text(
+        "# Design by gradients\n\n## Elongation away from the sources (3 seeds)\n\n"
+        + markdown(table.round(3)) + "\n\n## Target size "
+        f"{TARGET_CELLS:.0f} cells (grow and stop)\n\n"
+        + markdown(size_table.round(1)) + "\n")
+
+    # ---- figures
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for seed, h in histories.items():
+        axes[0].plot(h["iteration"], h["loss"], label=f"seed {seed}")
+    axes[0].set_xlabel("iteration")
+    axes[0].set_ylabel("loss  −½ log(σ²ₓ/σ²⊥)")
+    axes[0].set_title("elongation design: loss (4 replicates / iteration)")
+    axes[0].legend()
+    axes[1].plot(size.history["iteration"], size.history["loss"], color="k")
+    axes[1].set_xlabel("iteration")
+    axes[1].set_ylabel("loss  mean (N/N* − 1)²")
+    axes[1].set_title(f"target size N* = {TARGET_CELLS:.0f}: loss")
+    fig.tight_layout()
+    fig.savefig(RESULTS / "design_loss.png", dpi=120)
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    for seed, (pb, pa) in profiles.items():
+        mid = (pb["bin_lo_um"] + pb["bin_hi_um"]) / 2
+        axes[0].plot(mid, pb["rate_per_h"], "--", color=f"C{seed}", label=f"seed {seed} before")
+        axes[0].plot(mid, pa["rate_per_h"], "-o", color=f"C{seed}", label=f"seed {seed} after")
+        axes[1].plot(pa["growth_factor"], pa["rate_per_h"], "-o", color=f"C{seed}")
+        axes[1].plot(pb["growth_factor"], pb["rate_per_h"], "--", color=f"C{seed}")
+    axes[0].set_xlabel("distance to nearest source cell (µm)")
+    axes[0].set_ylabel("division propensity λ (1/h)")
+    axes[0].set_title("learned motif: division rate vs distance")
+    axes[0].legend(fontsize=7)
+    axes[1].set_xscale("log")
+    axes[1].set_xlabel("growth factor c (a.u.)")
+    axes[1].set_ylabel("λ (1/h)")
+    axes[1].set_title("division rate vs growth factor")
+    rows = out["elongation"]
+    x = np.arange(len(rows))
+    axes[2].bar(x - 0.2, [r["elongation_before"] for r in rows], 0.4,
+                yerr=[r["elongation_before_sd"] for r in rows], label="before")
+    axes[2].bar(x + 0.2, [r["elongation_after"] for r in rows], 0.4,
+                yerr=[r["elongation_after_sd"] for r in rows], label="after")
+    axes[2].set_xticks(x, [f"seed {r['seed']}" for r in rows])
+    axes[2].set_ylabel("elongation axis₁/axis₂ at 20 h")
+    axes[2].set_title("elongation before vs after (8 replicates)")
+    axes[2].legend()
+    fig.tight_layout()
+    fig.savefig(RESULTS / "design_motif.png", dpi=120)
+
+    fig, axes = plt.subplots(2, len(SEEDS), figsize=(4 * len(SEEDS), 7))
+    for j, seed in enumerate(SEEDS):
+        projection(axes[0, j], trajs[seed][0], f"seed {seed}: before (20 h)")
+        sc = projection(axes[1, j], trajs[seed][1], f"seed {seed}: after (20 h)")
+    fig.colorbar(sc, ax=axes, label="λ (1/h)", shrink=0.6)
+    fig.savefig(RESULTS / "design_clusters.png", dpi=110)
+
+    fig, ax = plt.subplots(figsize=(5, 3.8))
+    ax.plot(hours, ts["count_before_mean"], "--", label="before")
+    ax.errorbar(hours, ts["count_after_mean"], yerr=ts["count_after_sd"], fmt="-o",
+                label="after")
+    ax.axhline(TARGET_CELLS, color="k", lw=0.8, label="target")
+    ax.axvspan(hours[4], hours[-1], color="0.9", zorder=0)
+    ax.set_xlabel("time (h)")
+    ax.set_ylabel("cells")
+    ax.set_title("new target: grow to 100 cells and stop")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(RESULTS / "design_target_size.png", dpi=120)
+    print("wrote", RESULTS / "design.json")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""Stochastic cell division, any number of divisions per step.
+
+Each living proliferating cell divides independently during a step ``dt`` with
+the hazard probability
+
+    p = 1 − exp(−λ dt),       log p = log(−expm1(−λ dt)),   log(1 − p) = −λ dt.
+
+The draw is ``d = [logit p + g > 0]`` with ``g`` standard logistic noise, i.e.
+exactly Bernoulli(p) (Gumbel-max with two classes). Its log-probability
+``d log p + (1 − d) log(1 − p)`` is summed into ``counters.log_prob`` for the
+score-function estimator. With ``model.division_gradient == "straight_through"``
+the hard draw is used forward while derivatives flow through the relaxed
+sample ``σ((logit p + g)/τ)``: the daughter's ``weight`` and the daughters'
+separation carry it (both equal their hard values in the forward pass).
+
+A dividing cell of radius ``R`` becomes two daughters of radius
+``R · 2^{−1/3}`` (volume conserved) placed at ``x ± δ n``, ``n`` a uniformly
+random unit vector (in the ``y, x`` plane for 2D models) and
+``δ = model.division_offset · R · 2^{−1/3}``. The mother's slot keeps the first
+daughter, the second goes to the first free slot; both get new lineage ids
+with ``mother`` = the mother's id and ``born`` = the current step. Divisions
+that find no free slot are not performed and are counted in
+``counters.overflow``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+from labloop.tissue.model import TissueModel
+from labloop.tissue.params import TissueParams
+from labloop.tissue.state import TissueState
+
+VOLUME_SPLIT = 2.0 ** (-1.0 / 3.0)
+
+
+def division_probability(rate_per_h: jax.Array, dt_h: float) -> tuple[jax.Array, jax.Array]:
+    """``(log p, log(1 − p))`` of dividing within ``dt`` at hazard ``λ`` (1/h)."""
+    lam_dt = rate_per_h * dt_h
+    log_p = jnp.log(-jnp.expm1(-jnp.maximum(lam_dt, 1e-30)))
+    return log_p, -lam_dt
+
+
+def random_axis(key: jax.Array, n: int, dim: int, dtype: jnp.dtype) -> jax.Array:
+    """``(n, 3)`` uniformly random unit vectors (``z = 0`` when ``dim == 2``)."""
+    v = jax.random.normal(key, (n, 3), dtype)
+    if dim == 2:
+        v = v.at[:, 0].set(0.0)
+    return v / jnp.sqrt(jnp.sum(v**2, axis=-1, keepdims=True) + 1e-12)
+
+
+def draw_divisions(state: TissueState, key: jax.Array,
+                   model: TissueModel) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Hard draws ``d``, the value carried by daughters (``d`` or straight-through) and
+    the summed log-probability of the draws."""
+    eligible = state.division_rate_per_h > 0
+    log_p, log_q = division_probability(state.division_rate_per_h, model.dt_h)
+    g = jax.random.logistic(key, log_p.shape, log_p.dtype)
+    logit = log_p - log_q
+    hard = eligible & (logit + g > 0)
+    log_prob = jnp.sum(jnp.where(eligible, jnp.where(hard, log_p, log_q), 0.0))
+    if model.division_gradient == "straight_through":
+        soft = jax.nn.sigmoid((logit + g) / model.temperature)
+        carried = jnp.where(hard, 1.0, 0.0) + soft - jax.lax.stop_gradient(soft)
+    else:
+        carried = jnp.where(hard, 1.0, 0.0)
+    return hard, carried, log_prob
+
+
+def division_step(state: TissueState, params: TissueParams, key: jax.Array,
+                  model: TissueModel) -> TissueState:
+    """Divide cells for one step (module doc)."""
+    del params
+    n = state.capacity
+    k_draw, k_axis = jax.random.split(key)
+    hard, carried, log_prob = draw_divisions(state, k_draw, model)
+
+    rank = jnp.cumsum(hard, dtype=jnp.int32) - 1
+    free = jnp.nonzero(~state.alive, size=n, fill_value=n)[0]
+    n_free = jnp.sum(~state.alive, dtype=jnp.int32)
+    performed = hard & (rank < n_free)
+    target = jnp.where(performed, free[jnp.clip(rank, 0, n - 1)], n)  # n = dropped
+    n_performed = jnp.sum(performed, dtype=jnp.int32)
+    refused = jnp.sum(hard, dtype=jnp.int32) - n_performed
+
+    radius = jnp.where(performed, state.radius_um * VOLUME_SPLIT, state.radius_um)
+    axis = random_axis(k_axis, n, model.dim, state.position_um.dtype)
+    offset = (model.division_offset * radius * jnp.where(performed, carried, 0.0))[:, None] * axis
+    first_id = state.counters.next_id + 2 * rank
+    step = state.counters.step
+
+    def scatter(base: jax.Array, values: jax.Array) -> jax.Array:
+        return base.at[target].set(values, mode="drop")
+
+    position = scatter(state.position_um - offset, state.position_um + offset)
+    new = TissueState(
+        position_um=position,
+        radius_um=scatter(radius, radius),
+        cell_type=scatter(state.cell_type, state.cell_type),
+        alive=scatter(state.alive, jnp.ones_like(state.alive)),
+        weight=scatter(state.weight, state.weight * carried),
+        gene=scatter(state.gene, state.gene),
+        growth_factor=scatter(state.growth_factor, state.growth_factor),
+        division_rate_per_h=scatter(state.division_rate_per_h, state.division_rate_per_h),
+        cell_id=scatter(jnp.where(performed, first_id, state.cell_id), first_id + 1),
+        mother=scatter(jnp.where(performed, state.cell_id, state.mother), state.cell_id),
+        born=scatter(jnp.where(performed, step, state.born), jnp.full_like(state.born, step)),
+        counters=dataclasses.replace(
+            state.counters, next_id=state.counters.next_id + 2 * n_performed,
+            overflow=state.counters.overflow + refused.astype(jnp.int32),
+            log_prob=state.counters.log_prob + log_prob,
+            divisions=state.counters.divisions + n_performed.astype(jnp.int32)),
+    )
+    return new

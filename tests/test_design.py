@@ -1,0 +1,64 @@
+"""Design by gradients: objectives and the optimisation loop on a tiny cluster."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from labloop.design import (
+    design,
+    elongation_loss,
+    rate_by_distance,
+    target_size_loss,
+)
+from labloop.errors import InputError
+from labloop.tissue import TissueModel, default_params, initial_state, round_cluster, simulate
+from labloop.tissue.simulate import Trajectory
+
+
+def _trajectory(positions: np.ndarray) -> Trajectory:
+    model = TissueModel(capacity=len(positions))
+    state = initial_state(model, positions)
+    frames = jax.tree_util.tree_map(lambda x: jnp.stack([x, x]), state)
+    return Trajectory(frames, model.dt_h, 1, 3)
+
+
+def test_objectives_reward_the_right_shapes():
+    rng = np.random.default_rng(0)
+    rod = rng.normal(size=(200, 3)) * np.array([1.0, 1.0, 3.0])
+    ball = rng.normal(size=(200, 3))
+    loss = elongation_loss()
+    assert float(loss(_trajectory(rod))) < -0.9  # −log 3 ≈ −1.1
+    assert abs(float(loss(_trajectory(ball)))) < 0.15
+    size = target_size_loss(100.0, from_frame=1)
+    assert float(size(_trajectory(ball))) == pytest.approx(1.0)
+    with pytest.raises(InputError):
+        target_size_loss(0.0, 1)
+
+
+def test_design_updates_only_the_free_parameters():
+    model = TissueModel(capacity=24, division_gradient="straight_through", dt_h=0.5)
+    params = default_params(n_genes=2, key=jax.random.key(0))
+    params = params.replace(division=dataclasses.replace(params.division,
+                                                         max_rate_per_h=jnp.asarray(0.3)))
+    init = round_cluster(model, 8, n_sources=2, n_genes=2, key=jax.random.key(1))
+    result = design(model, params, init, elongation_loss(), jax.random.key(2),
+                    optimizer=optax.adam(0.1), n_iterations=2, n_replicates=2, n_frames=2,
+                    steps_per_frame=2)
+    assert len(result.history) == 2 and np.isfinite(result.history["loss"]).all()
+    assert float(result.params.mechanics.adhesion_um2_per_h) == pytest.approx(
+        float(params.mechanics.adhesion_um2_per_h))
+    assert float(result.params.division.max_rate_per_h) == pytest.approx(0.3)
+    assert not np.allclose(np.asarray(result.params.gene.weights),
+                           np.asarray(params.gene.weights))
+    traj = simulate(model, result.params, jax.random.key(3), init, n_frames=2,
+                    steps_per_frame=2)
+    profile = rate_by_distance(traj, bin_width_um=10.0, n_bins=4)
+    assert list(profile.columns) == ["bin_lo_um", "bin_hi_um", "rate_per_h", "growth_factor",
+                                     "n"]
+    assert profile["n"].sum() > 0
