@@ -1,23 +1,21 @@
 """One-to-one matching of detected and true nucleus centres within a radius (µm).
 
 Used to label candidate peaks for score calibration and to score validation
-volumes during training. Pairs closer than the radius are matched by the
-Hungarian algorithm (minimum total distance), separately in each connected
-group of nearby points so that large frames stay fast.
+volumes during training: the same matching as :mod:`labloop.evaluate` (most
+matches, then least total distance), on bare position arrays of one volume.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
+
+from labloop.evaluate.matching import match_pairs
 
 
 def match_points(truth_um: np.ndarray, found_um: np.ndarray, radius_um: float
                  ) -> tuple[np.ndarray, np.ndarray]:
-    """Match points one-to-one, minimising total distance, pairs within ``radius_um``.
+    """Match points one-to-one within ``radius_um``: most pairs, then least total distance.
 
     Parameters
     ----------
@@ -38,33 +36,15 @@ def match_points(truth_um: np.ndarray, found_um: np.ndarray, radius_um: float
     """
     truth_um = np.asarray(truth_um, dtype=np.float64).reshape(-1, 3)
     found_um = np.asarray(found_um, dtype=np.float64).reshape(-1, 3)
-    n, m = len(truth_um), len(found_um)
     empty = np.zeros(0, dtype=np.int64)
-    if n == 0 or m == 0:
+    if len(truth_um) == 0 or len(found_um) == 0:
         return empty, empty
     pairs = cKDTree(truth_um).sparse_distance_matrix(cKDTree(found_um), radius_um,
                                                       output_type="ndarray")
-    if pairs.size == 0:
-        return empty, empty
     rows, cols = pairs["i"].astype(np.int64), pairs["j"].astype(np.int64)
-    dist = pairs["v"].astype(np.float64)
-    graph = coo_matrix((np.ones(rows.size), (rows, cols + n)), shape=(n + m, n + m))
-    _, label = connected_components(graph, directed=False)
-    component = label[rows]
-    truth_out, found_out = [], []
-    order = np.argsort(component, kind="stable")
-    splits = np.flatnonzero(np.diff(component[order])) + 1
-    for group in np.split(order, splits):
-        r, c, d = rows[group], cols[group], dist[group]
-        ur, ir = np.unique(r, return_inverse=True)
-        uc, ic = np.unique(c, return_inverse=True)
-        cost = np.full((ur.size, uc.size), 1e6 * max(radius_um, 1.0))
-        cost[ir, ic] = d
-        a, b = linear_sum_assignment(cost)
-        keep = cost[a, b] <= radius_um
-        truth_out.append(ur[a[keep]])
-        found_out.append(uc[b[keep]])
-    return np.concatenate(truth_out), np.concatenate(found_out)
+    chosen = match_pairs(len(truth_um), len(found_um), rows, cols,
+                         pairs["v"].astype(np.float64), radius_um)
+    return rows[chosen], cols[chosen]
 
 
 def f1_counts(n_true: int, n_found: int, n_matched: int) -> tuple[float, float, float]:
