@@ -24,15 +24,12 @@ from labloop.evaluate import (
     tracking_metrics,
 )
 from labloop.lineage import Lineage
+from tests.conftest import CE_FRAME_INTERVAL_H, CE_VOXEL_SIZE_UM
 
 RADIUS_UM = 2.0
 #: CTC weights (Matula et al. 2015): FN vertex 10, FN edge 1.5, FP edge 1, wrong semantics 1
 CTC_FN_NODE, CTC_FN_EDGE, CTC_FP_EDGE, CTC_WS_EDGE = 10.0, 1.5, 1.0, 1.0
 
-REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-CE_GEFF = REAL_DATA / "ctc-Fluo-N3DH-CE-01-GT.geff"
-CE_VOXEL_SIZE_UM = (1.0, 0.09, 0.09)
-CE_FRAME_INTERVAL_H = 1 / 60
 
 # --------------------------------------------------------------------------- data
 # Two tracks 20 µm apart plus two lone nuclei; 10 links, 1 division:
@@ -359,10 +356,8 @@ def test_evaluate_tracks_only_and_errors(truth: Lineage) -> None:
 
 # ---------------------------------------------------------------- real data
 @pytest.fixture(scope="module")
-def ce_truth() -> Lineage:
-    if not CE_GEFF.exists():
-        pytest.skip(f"real reference data not found at {CE_GEFF}")
-    return Lineage.from_geff(CE_GEFF, voxel_size_um=CE_VOXEL_SIZE_UM,
+def ce_truth(ce_geff_path: Path) -> Lineage:
+    return Lineage.from_geff(ce_geff_path, voxel_size_um=CE_VOXEL_SIZE_UM,
                              frame_interval_h=CE_FRAME_INTERVAL_H)
 
 
