@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from labloop.errors import InputError
+from labloop.units import check_frame_interval
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -117,11 +118,7 @@ class Lineage:
     def __post_init__(self) -> None:
         nodes = _as_node_table(self.nodes)
         edges = _as_edge_table(self.edges, nodes)
-        if self.frame_interval_h is not None and not (
-            np.isfinite(self.frame_interval_h) and self.frame_interval_h > 0
-        ):
-            raise InputError(f"frame interval must be a positive number of hours, got "
-                             f"{self.frame_interval_h}")
+        check_frame_interval(self.frame_interval_h)
         object.__setattr__(self, "nodes", nodes)
         object.__setattr__(self, "edges", edges)
 

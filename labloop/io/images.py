@@ -17,6 +17,7 @@ import numpy as np
 
 from labloop.errors import InputError
 from labloop.io.atomic import atomic_path
+from labloop.units import check_frame_interval
 
 AXES = ("t", "z", "y", "x")
 OME_VERSION = "0.5"
@@ -106,15 +107,6 @@ def _check_voxel_size(voxel_size_um: Sequence[float] | None, source: str) -> tup
     return size
 
 
-def _check_interval(frame_interval_h: float | None, source: str) -> float | None:
-    if frame_interval_h is None:
-        return None
-    if not (np.isfinite(frame_interval_h) and frame_interval_h > 0):
-        raise InputError(f"frame interval must be a positive number of hours, got "
-                         f"{frame_interval_h}", source)
-    return float(frame_interval_h)
-
-
 def as_image(
     array: Any,
     voxel_size_um: Sequence[float] | None,
@@ -162,7 +154,7 @@ def as_image(
             axes = letter + axes
     data = data.transpose([axes.index(a) for a in AXES])
     return Image(data, _check_voxel_size(voxel_size_um, source),  # type: ignore[arg-type]
-                 _check_interval(frame_interval_h, source), source)
+                 check_frame_interval(frame_interval_h, source), source)
 
 
 def _ome_attrs(group: Any) -> dict[str, Any]:

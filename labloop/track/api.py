@@ -19,16 +19,7 @@ from labloop.track.problem import TrackingProblem, build_problem
 from labloop.track.sampling import perturbed_solutions, sampling_attrs
 from labloop.track.settings import TrackSettings
 from labloop.track.solve import solve_map
-
-
-def _check_interval(frame_interval_h: float | None) -> float | None:
-    if frame_interval_h is None:
-        return None
-    value = float(frame_interval_h)
-    if not (np.isfinite(value) and value > 0):
-        raise InputError(f"frame interval must be a positive number of hours, got "
-                         f"{frame_interval_h}")
-    return value
+from labloop.units import check_frame_interval
 
 
 def prepare(detections: pd.DataFrame, settings: TrackSettings | None = None,
@@ -100,7 +91,7 @@ def track(detections: pd.DataFrame | TrackingProblem, frame_interval_h: float | 
     >>> lineage.n_edges
     2
     """
-    interval = _check_interval(frame_interval_h)
+    interval = check_frame_interval(frame_interval_h)
     problem = (detections if isinstance(detections, TrackingProblem)
                else prepare(detections, settings, image_shape_um))
     solution = solve_map(problem.cand.source, problem.cand.target, problem.det.n,
@@ -136,7 +127,7 @@ def sample_lineages(detections_or_problem: pd.DataFrame | TrackingProblem, n: in
     """
     if not (isinstance(n, int | np.integer) and n >= 0):
         raise InputError(f"the number of samples must be a whole number ≥ 0, got {n}")
-    interval = _check_interval(frame_interval_h)
+    interval = check_frame_interval(frame_interval_h)
     problem = (detections_or_problem if isinstance(detections_or_problem, TrackingProblem)
                else prepare(detections_or_problem, settings, image_shape_um))
     marginals = marginals_of(problem)
