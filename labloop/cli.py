@@ -293,12 +293,10 @@ def sample_tracker_lineages(experiment: Experiment, n: int, seed: int) -> list[L
     if not experiment.has(DETECTIONS):
         return []
     image = experiment.image
-    shape_um = tuple(float(n) * float(s) for n, s in
-                     zip(image.shape[-3:], image.voxel_size_um, strict=True))
     with console.status(f"sampling {n} lineages from the tracker"):
         return sample_lineages(experiment.read_detections(), n, seed,
                                frame_interval_h=image.frame_interval_h,
-                               image_shape_um=shape_um)  # type: ignore[arg-type]
+                               image_shape_um=image.extent_um)
 
 
 @app.command()

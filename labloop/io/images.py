@@ -59,6 +59,13 @@ class Image:
         return tuple(int(s) for s in self.data.shape)  # type: ignore[return-value]
 
     @property
+    def extent_um(self) -> tuple[float, float, float]:
+        """Size of the field of view ``(z, y, x)`` in µm."""
+        _, z, y, x = self.shape
+        dz, dy, dx = self.voxel_size_um
+        return (z * dz, y * dy, x * dx)
+
+    @property
     def n_frames(self) -> int:
         """Number of time points."""
         return self.shape[0]

@@ -163,11 +163,7 @@ def track_store(path: str | Path, settings: TrackSettings | None = None,
                                  frame_interval_h=frame_interval_h)
     detections = experiment.read_detections()
     image = experiment.image
-    shape_um = tuple(float(n) * float(s) for n, s in
-                     zip(image.shape[-3:], image.voxel_size_um, strict=True))
-    interval = frame_interval_h if frame_interval_h is not None else getattr(
-        image, "frame_interval_h", None)
-    lineage = track(detections, frame_interval_h=interval, settings=settings,
-                    image_shape_um=shape_um)  # type: ignore[arg-type]
+    lineage = track(detections, frame_interval_h=image.frame_interval_h, settings=settings,
+                    image_shape_um=image.extent_um)
     experiment.write_tracks(lineage, params=settings.to_dict())
     return lineage
