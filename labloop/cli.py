@@ -318,25 +318,14 @@ def measure(
     = None,
 ) -> None:
     """Measure the tissue (counts, divisions, shape, motion) with 90% intervals."""
-    from dataclasses import asdict
+    from labloop.io.store import TRACKS, TRUTH, open_experiment
+    from labloop.measure import MeasureSettings, measure_store
 
-    from labloop.io.store import MORPHOMETRICS, TRACKS, TRUTH, open_experiment
-    from labloop.measure import MeasureSettings
-    from labloop.measure import measure as measure_lineage
-
-    experiment = open_experiment(store)
-    name = TRUTH if truth else TRACKS
-    lineage = experiment.read_lineage(name)
     point = landmark if landmark in ("centre", "axis", "source") else parse_triple(
         landmark, "landmark")
     settings = MeasureSettings(landmark=point, bin_width_um=bin_width, n_draws=draws,
                                seed=seed)
-    sampled = (sample_tracker_lineages(experiment, samples, seed)
-               if samples > 0 and not truth else None)
-    table = measure_lineage(lineage, samples=sampled, settings=settings, progress=True)
-    experiment.write_table(MORPHOMETRICS, table, "measure",
-                           {**asdict(settings), "lineage": name,
-                            "tracker_samples": len(sampled or [])})
+    table = measure_store(store, settings, truth=truth, tracker_samples=samples)
     summary = table[table["t"].isna() & table["bin_lo_um"].isna()]
     for row in summary.itertuples():
         console.print(f"{row.quantity:>24}: {row.value:9.4g}  [{row.lower:.4g}, {row.upper:.4g}]"
@@ -344,6 +333,7 @@ def measure(
     if report is not None:
         from labloop.report import write_report
 
+        lineage = open_experiment(store).read_lineage(TRUTH if truth else TRACKS)
         path = write_report(report, lineage, table, title=f"labloop: {store.name}",
                             landmark=str(landmark))
         console.print(f"report: {path}")

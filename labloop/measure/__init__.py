@@ -8,5 +8,6 @@ with an interval over realisations of the lineage (:mod:`.draws`).
 """
 
 from labloop.measure.api import UNITS, MeasureSettings, measure, wide
+from labloop.measure.store import measure_store
 
-__all__ = ["UNITS", "MeasureSettings", "measure", "wide"]
+__all__ = ["UNITS", "MeasureSettings", "measure", "measure_store", "wide"]
