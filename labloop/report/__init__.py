@@ -12,7 +12,12 @@ from typing import Any
 import pandas as pd
 
 from labloop.lineage import Lineage
-from labloop.report.figures import division_rate_profile, lineage_tree, morphometrics_over_time
+from labloop.report.figures import (
+    division_rate_profile,
+    lineage_tree,
+    morphometrics_over_time,
+    positions_side_by_side,
+)
 from labloop.report.html import Report
 
 __all__ = ["Report", "division_rate_profile", "lineage_tree", "morphometrics_over_time",
@@ -34,6 +39,8 @@ def write_report(
     predicted_label: str = "predicted",
     evaluation: dict[str, Any] | None = None,
     notes: list[tuple[str, str]] | None = None,
+    predicted_positions: pd.DataFrame | None = None,
+    fit: pd.DataFrame | None = None,
 ) -> Path:
     """Write the standard report of an experiment; return the path of ``report.html``.
 
@@ -54,6 +61,11 @@ def write_report(
         Scores against ground truth (:func:`labloop.evaluate.evaluate`).
     notes
         Extra ``(heading, text)`` paragraphs, shown first.
+    predicted_positions
+        Positions simulated by the fitted model (``labloop/prediction``), drawn beside
+        the observed nuclei.
+    fit
+        Fitted parameters with their 90 % intervals (``labloop/fit/parameters``).
     """
     report = Report(title)
     for heading, text in notes or []:
@@ -68,6 +80,17 @@ def write_report(
                                                     predicted_label),
         f"Division rate per cell per hour by distance from the {landmark}, pooled over frames, "
         "with 90% intervals.")
+    if predicted_positions is not None:
+        report.add_figure(
+            "Observed versus predicted tissue",
+            positions_side_by_side(lineage.nodes, predicted_positions,
+                                   predicted_label=predicted_label),
+            "Top views (x, y in µm) of the nuclei found in the movie (top) and of one run of "
+            "the recalibrated tissue model started from the first observed frame (bottom).")
+    if fit is not None:
+        report.add_table("Recalibrated model parameters", fit,
+                         "Fitted by gradients; lower/upper bound the 90% interval of the "
+                         "Laplace approximation.")
     report.add_table("Whole-movie values", _movie_summary(morphometrics),
                      "Pooled over all frames, with 90% intervals.")
     report.add_figure("Lineage tree", lineage_tree(lineage),

@@ -169,3 +169,47 @@ def lineage_tree(lineage: Lineage, max_tracks: int = 2000) -> Figure:
     if len(spans) > max_tracks:
         axis.text(0.01, 0.99, f"{len(spans)} tracks", transform=axis.transAxes, va="top")
     return figure
+
+
+def positions_side_by_side(observed: pd.DataFrame, predicted: pd.DataFrame,
+                           frames: list[int] | None = None,
+                           predicted_label: str = "predicted") -> Figure:
+    """Top views (``x`` right, ``y`` up, µm) of observed nuclei and of one predicted
+    replicate at a few frames, observed on the top row and predicted below.
+
+    Parameters
+    ----------
+    observed
+        Node table with ``t, y, x`` (µm), e.g. ``lineage.nodes``.
+    predicted
+        Prediction table with ``replicate, t, y, x`` and optional ``source``.
+    frames
+        Frames to show (default: first, middle and last observed).
+    """
+    last = int(observed["t"].max())
+    frames = frames or sorted({0, last // 2, last})
+    predicted = predicted[predicted["replicate"] == predicted["replicate"].min()]
+    both = pd.concat([observed[["y", "x"]], predicted[["y", "x"]]])
+    lo, hi = both.min().to_numpy(), both.max().to_numpy()
+    figure = Figure(figsize=(3.6 * len(frames), 7), layout="constrained")
+    axes = figure.subplots(2, len(frames), squeeze=False, sharex=True, sharey=True)
+    for j, t in enumerate(frames):
+        for i, (table, colour, name) in enumerate(((observed, OBSERVED_COLOUR, "observed"),
+                                                   (predicted, PREDICTED_COLOUR,
+                                                    predicted_label))):
+            axis = axes[i, j]
+            rows = table[table["t"] == t]
+            source = rows["source"].astype(bool) if "source" in rows else \
+                pd.Series(False, index=rows.index)
+            axis.scatter(rows.loc[~source, "x"], rows.loc[~source, "y"], s=14, color=colour,
+                         alpha=0.8, linewidths=0)
+            if source.any():
+                axis.scatter(rows.loc[source, "x"], rows.loc[source, "y"], s=22,
+                             color="#f0a30a", marker="s", label="source cells")
+            axis.set_title(f"{name}, frame {t} ({len(rows)} cells)", fontsize=9)
+            axis.set_xlim(lo[1] - 5, hi[1] + 5)
+            axis.set_ylim(lo[0] - 5, hi[0] + 5)
+            axis.set_aspect("equal")
+            axis.set_xlabel("x (µm)")
+            axis.set_ylabel("y (µm)")
+    return figure

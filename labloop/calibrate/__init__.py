@@ -1,0 +1,27 @@
+"""Lab-in-the-loop recalibration: fit the tissue model to what was filmed.
+
+``observe`` turns a lineage into :class:`Observations` (morphometrics with
+their uncertainty), ``recalibrate`` fits the free parameters of the JAX tissue
+model to them by gradients (optax, several starts, early stopping) and returns
+a :class:`Fit` with a Laplace uncertainty, sensitivities and identifiability
+notes; ``predict`` simulates forward from the fitted parameters;
+``calibrate_store`` does all of it on an experiment store.
+"""
+
+from labloop.calibrate.fit import (
+    DEFAULT_FREE,
+    CalibrateSettings,
+    Experiment,
+    Fit,
+    recalibrate,
+    steps_per_frame,
+    with_values,
+)
+from labloop.calibrate.initial import cell_radius_from, initial_from_lineage
+from labloop.calibrate.loss import gaussian_loss, standardised_residuals
+from labloop.calibrate.observations import Observations, motion_segments, observe
+
+__all__ = ["DEFAULT_FREE", "CalibrateSettings", "Experiment", "Fit", "Observations",
+           "cell_radius_from", "gaussian_loss", "initial_from_lineage", "motion_segments",
+           "observe", "recalibrate", "standardised_residuals", "steps_per_frame",
+           "with_values"]

@@ -1,0 +1,369 @@
+"""``recalibrate``: fit the tissue model's free parameters to observed morphometrics.
+
+The objective is the loss (default :func:`.loss.gaussian_loss`) between the
+observed terms and the mean of ``R`` vmapped model replicates. Within one
+start the replicates' random numbers are held fixed (common random numbers),
+so the objective is a deterministic function of the parameters and Adam
+converges instead of chasing noise; gradients through divisions use the
+model's estimator (straight-through by default; the division-rate profile is
+a smooth expectation in any case). Several starts (the given parameters and
+random perturbations of the free ones in optimiser space) run with early
+stopping; the best one is then refined by a Laplace approximation
+(:mod:`.uncertainty`) and its fit re-scored on fresh replicates.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+from jax.flatten_util import ravel_pytree
+
+from labloop.calibrate.loss import Loss, gaussian_loss, standardised_residuals
+from labloop.calibrate.observations import TERMS, Observations
+from labloop.calibrate.statistics import model_terms
+from labloop.calibrate.uncertainty import (
+    covariance_from_jacobian,
+    identifiability,
+    intervals,
+)
+from labloop.errors import InputError
+from labloop.tissue import (
+    TissueModel,
+    TissueParams,
+    TissueState,
+    Trajectory,
+    combine,
+    constrain,
+    describe,
+    parameter_names,
+    partition,
+    simulate_replicates,
+    trainable_mask,
+    unconstrain,
+)
+
+#: the parameters a fit frees by default: proliferation, its control by the growth
+#: factor, the reach of the growth factor, and cell motility
+DEFAULT_FREE = ("division.max_rate_per_h", "gene.input_weights",
+                "growth_factor.decay_length_um", "mechanics.motility_um2_per_h")
+
+Statistic = Callable[[Trajectory], jax.Array]
+
+
+@dataclass(frozen=True)
+class CalibrateSettings:
+    """How a fit runs.
+
+    Attributes
+    ----------
+    free
+        Parameter names (wildcards allowed) fitted; all others are frozen.
+    n_replicates
+        Model replicates averaged per evaluation (vmapped).
+    n_starts
+        Optimisation starts: the given parameters and ``n_starts − 1`` random
+        perturbations of the free ones (σ ``start_spread`` in optimiser space).
+    learning_rate, max_iterations, patience, tolerance
+        Adam step size; at most ``max_iterations`` steps per start; stop a start
+        after ``patience`` steps without a relative improvement of ``tolerance``.
+    seed
+        Seed of the replicates and starts: the same seed gives the same fit.
+    """
+
+    free: tuple[str, ...] = DEFAULT_FREE
+    n_replicates: int = 8
+    n_starts: int = 3
+    start_spread: float = 0.3
+    learning_rate: float = 0.05
+    max_iterations: int = 150
+    patience: int = 20
+    tolerance: float = 1e-3
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.n_replicates < 2:
+            raise InputError("a fit needs at least 2 model replicates per evaluation")
+        if self.n_starts < 1 or self.max_iterations < 1:
+            raise InputError("n_starts and max_iterations must be at least 1")
+        if not self.free:
+            raise InputError("no free parameter: name at least one to fit")
+
+
+@dataclass
+class Fit:
+    """The result of :func:`recalibrate`.
+
+    Attributes
+    ----------
+    params
+        Best parameters (physical units).
+    intervals
+        Per free parameter (flattened leaves): ``name, value, lower, upper`` (90 %),
+        ``sd_raw``, ``positive``, ``unit``.
+    covariance
+        Laplace covariance in optimiser space (DataFrame indexed by name).
+    sensitivity
+        ``term, index, parameter, sensitivity``: ``∂ morphometric / ∂ θ_raw``
+        (``θ_raw = log θ`` for positive parameters: change per e-fold).
+    identifiability
+        Notes on what the data leave undetermined.
+    history
+        ``start, iteration, loss``.
+    best_start, loss
+        The winning start and its final loss (on fresh replicates).
+    fitted
+        ``term, index, observed, observed_sd, model, model_sd`` at the best fit.
+    settings
+        The settings used; ``seconds`` the wall time.
+    """
+
+    params: TissueParams
+    intervals: pd.DataFrame
+    covariance: pd.DataFrame
+    sensitivity: pd.DataFrame
+    identifiability: list[str]
+    history: pd.DataFrame
+    best_start: int
+    loss: float
+    fitted: pd.DataFrame
+    settings: CalibrateSettings
+    seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        """Parameters with 90 % intervals and the identifiability notes, as text."""
+        lines = [f"loss {self.loss:.3f} (start {self.best_start}, {self.seconds:.0f} s)"]
+        for row in self.intervals.itertuples():
+            lines.append(f"  {row.name:34s} {row.value:10.4g}  [{row.lower:.4g}, "
+                         f"{row.upper:.4g}] {row.unit}")
+        lines += [f"  note: {n}" for n in self.identifiability]
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One observed experiment to fit: observations and the model's initial state."""
+
+    observed: Observations
+    initial: TissueState
+
+
+def steps_per_frame(model: TissueModel, frame_interval_h: float) -> int:
+    """Model steps between two observed frames (``Δ / dt``, which must be whole)."""
+    ratio = frame_interval_h / model.dt_h
+    steps = round(ratio)
+    if steps < 1 or abs(ratio - steps) > 1e-6 * max(ratio, 1):
+        raise InputError(f"the frame interval {frame_interval_h} h is not a whole number of "
+                         f"model time steps ({model.dt_h} h); choose dt_h to divide it")
+    return steps
+
+
+def _leaf_names(params: TissueParams, mask: TissueParams) -> tuple[list[str], list[bool],
+                                                                    list[str]]:
+    """Flattened names, positivity and units of the free leaves, in ravel order."""
+    table = describe(params).set_index("name")
+    names, positive, units = [], [], []
+    for name, leaf, free in zip(parameter_names(params), jax.tree_util.tree_leaves(params),
+                                jax.tree_util.tree_leaves(mask), strict=True):
+        if not free:
+            continue
+        size = int(np.size(leaf))
+        row = table.loc[name]
+        for i in range(size):
+            names.append(name if size == 1 else f"{name}[{i}]")
+            positive.append(bool(row["positive"]))
+            units.append(str(row["unit"]))
+    return names, positive, units
+
+
+def recalibrate(observed: Observations | Sequence[Experiment], model: TissueModel,
+                params: TissueParams, initial: TissueState | None = None,
+                settings: CalibrateSettings | None = None, *,
+                loss: Loss = gaussian_loss,
+                statistics: Mapping[str, Statistic] | None = None,
+                progress: Callable[[int, int], None] | None = None) -> Fit:
+    """Fit the free parameters of ``params`` to ``observed``.
+
+    Parameters
+    ----------
+    observed
+        :class:`Observations` of one experiment (with ``initial``), or a sequence
+        of :class:`Experiment` fitted jointly (shared parameters, summed loss).
+    model
+        Static settings; ``model.dt_h`` must divide the frame interval.
+    params
+        Starting parameters; frozen ones stay at these values.
+    initial
+        Initial state for a single experiment (e.g. :func:`.initial.initial_from_lineage`).
+    settings
+        :class:`CalibrateSettings`.
+    loss
+        ``loss(residuals by term) -> scalar`` (default ``½ Σ r²``).
+    statistics
+        Extra model statistics ``name -> f(trajectory) -> (K,) array`` for extra
+        observed terms of the same name (add a morphometric).
+    progress
+        Called as ``progress(done, total)`` after every optimisation step.
+
+    Returns
+    -------
+    Fit
+    """
+    settings = settings or CalibrateSettings()
+    if isinstance(observed, Observations):
+        if initial is None:
+            raise InputError("recalibrate needs the model's initial state")
+        experiments = [Experiment(observed, initial)]
+    else:
+        experiments = list(observed)
+        if not experiments:
+            raise InputError("no experiment to fit")
+    statistics = dict(statistics or {})
+    for exp in experiments:
+        missing = [t for t in exp.observed.values if t not in statistics
+                   and t not in TERMS]
+        if missing:
+            raise InputError(f"no model statistic for observed term(s) {missing}; pass them "
+                             "in `statistics`")
+        if exp.initial.capacity != model.capacity:
+            raise InputError(f"the initial state has {exp.initial.capacity} slots but the "
+                             f"model's capacity is {model.capacity}")
+    started = time.perf_counter()
+    import optax
+
+    mask = trainable_mask(params, settings.free)
+    raw0 = jax.tree_util.tree_map(lambda x: jnp.asarray(np.asarray(x)), unconstrain(params))
+    free0, frozen = partition(raw0, mask)
+    vector0, unravel = ravel_pytree(free0)
+    names, positive, units = _leaf_names(params, mask)
+
+    runs = [(exp, steps_per_frame(model, exp.observed.frame_interval_h)) for exp in experiments]
+
+    def replicate_terms(vector: jax.Array, keys: jax.Array,
+                        exp: Experiment, spf: int) -> dict[str, jax.Array]:
+        p = constrain(combine(unravel(vector), frozen))
+        traj = simulate_replicates(model, p, keys, exp.initial,
+                                   n_frames=exp.observed.frames - 1, steps_per_frame=spf)
+        landmark = (None if exp.observed.landmark_um is None
+                    else jnp.asarray(exp.observed.landmark_um))
+        edges = jnp.asarray(exp.observed.bin_edges_um)
+
+        def one(t: Trajectory) -> dict[str, jax.Array]:
+            terms = model_terms(t, landmark, edges, list(exp.observed.values))
+            for name, fn in statistics.items():
+                if name in exp.observed.values:
+                    terms[name] = jnp.atleast_1d(fn(t))
+            return terms
+
+        return jax.vmap(one)(traj)
+
+    def residual_vector(vector: jax.Array, keys: Sequence[jax.Array]) -> jax.Array:
+        parts = []
+        for (exp, spf), k in zip(runs, keys, strict=True):
+            res = standardised_residuals(replicate_terms(vector, k, exp, spf), exp.observed)
+            parts += [res[t].ravel() for t in exp.observed.values]
+        return jnp.concatenate(parts)
+
+    def objective(vector: jax.Array, keys: Sequence[jax.Array]) -> jax.Array:
+        total = 0.0
+        for (exp, spf), k in zip(runs, keys, strict=True):
+            total = total + loss(standardised_residuals(
+                replicate_terms(vector, k, exp, spf), exp.observed))
+        return total
+
+    opt = optax.adam(settings.learning_rate)
+    value_and_grad = jax.jit(jax.value_and_grad(objective))
+    root = jax.random.key(settings.seed)
+    k_starts, k_reps, k_final = jax.random.split(root, 3)
+    start_keys = jax.random.split(k_starts, settings.n_starts)
+    rows, finals = [], []
+    total = settings.n_starts * settings.max_iterations
+    done = 0
+    for s in range(settings.n_starts):
+        vector = vector0 if s == 0 else vector0 + settings.start_spread * jax.random.normal(
+            start_keys[s], vector0.shape, vector0.dtype)
+        keys = [jax.random.split(k, settings.n_replicates)
+                for k in jax.random.split(jax.random.fold_in(k_reps, s), len(runs))]
+        state = opt.init(vector)
+        best, best_vector, stale = np.inf, vector, 0
+        for i in range(settings.max_iterations):
+            value, grad = value_and_grad(vector, keys)
+            value = float(value)
+            rows.append({"start": s, "iteration": i, "loss": value})
+            if not np.isfinite(best) or value < best - settings.tolerance * abs(best):
+                best, best_vector, stale = value, vector, 0
+            else:
+                stale += 1
+            done += 1
+            if progress is not None:
+                progress(done, total)
+            if stale >= settings.patience or not np.isfinite(value):
+                break
+            grad = jnp.where(jnp.isfinite(grad), grad, 0.0)
+            updates, state = opt.update(grad, state, vector)
+            vector = optax.apply_updates(vector, updates)
+        finals.append((best, best_vector))
+    if progress is not None:
+        progress(total, total)
+    best_start = int(np.argmin([f[0] for f in finals]))
+    vector = finals[best_start][1]
+    fresh = [jax.random.split(k, max(settings.n_replicates, 16))
+             for k in jax.random.split(k_final, len(runs))]
+    final_loss = float(jax.jit(objective)(vector, fresh))
+    jacobian = np.asarray(jax.jacfwd(residual_vector)(vector, fresh))
+    cov = covariance_from_jacobian(jacobian)
+    raw = np.asarray(vector)
+    table = intervals(names, raw, cov, positive, units)
+    notes = identifiability(names, cov, positive, jacobian)
+
+    fitted_rows, sens_rows = [], []
+    for (exp, spf), k in zip(runs, fresh, strict=True):
+        def means(v: jax.Array, exp: Experiment = exp, spf: int = spf,
+                  k: jax.Array = k) -> dict[str, jax.Array]:
+            return {t: jnp.mean(v_, axis=0) for t, v_ in
+                    replicate_terms(v, k, exp, spf).items()}
+
+        reps = replicate_terms(vector, k, exp, spf)
+        jac = jax.jacfwd(means)(vector)
+        for term, y in exp.observed.values.items():
+            m = np.asarray(reps[term])
+            for j in range(len(y)):
+                fitted_rows.append({"term": term, "index": j, "observed": float(y[j]),
+                                    "observed_sd": float(exp.observed.sd[term][j]),
+                                    "model": float(m[:, j].mean()),
+                                    "model_sd": float(m[:, j].std())})
+                for p, name in enumerate(names):
+                    sens_rows.append({"term": term, "index": j, "parameter": name,
+                                      "sensitivity": float(np.asarray(jac[term])[j, p])})
+    best_params = constrain(combine(unravel(vector), frozen))
+    return Fit(params=best_params, intervals=table,
+               covariance=pd.DataFrame(cov, index=names, columns=names),
+               sensitivity=pd.DataFrame(sens_rows), identifiability=notes,
+               history=pd.DataFrame(rows), best_start=best_start, loss=final_loss,
+               fitted=pd.DataFrame(fitted_rows), settings=settings,
+               seconds=time.perf_counter() - started)
+
+
+def with_values(params: TissueParams, **values: Any) -> TissueParams:
+    """A copy of ``params`` with leaves replaced by dotted name, e.g.
+    ``with_values(p, **{"division.max_rate_per_h": 0.2})``."""
+    for name, value in values.items():
+        group, leaf = name.split(".")
+        part = getattr(params, group)
+        if part is None or not hasattr(part, leaf):
+            raise InputError(f"no tissue parameter named {name!r}")
+        params = params.replace(**{group: dataclasses.replace(
+            part, **{leaf: jnp.asarray(value, jnp.result_type(float))})})
+    return params
+
+
+__all__ = ["DEFAULT_FREE", "CalibrateSettings", "Experiment", "Fit", "recalibrate",
+           "steps_per_frame", "with_values"]

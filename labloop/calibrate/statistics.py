@@ -1,0 +1,95 @@
+"""The model's side of :mod:`.observations`: the same terms, differentiable (JAX).
+
+Each function takes a :class:`~labloop.tissue.Trajectory` of one replicate
+(frames ``0 … F``) and returns the term as an array; ``vmap`` it over
+replicates. Cells enter with their ``weight`` (straight-through division
+gradients reach counts and shapes); the division-rate profile uses the
+*expected* division probability of each cell in a frame,
+``1 − exp(−λ Δ)``, so it is a smooth function of the parameters.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from labloop.tissue import Trajectory, cell_count
+from labloop.tissue.morphometrics import covariance
+from labloop.tissue.state import TissueState
+
+
+def counts(trajectory: Trajectory) -> jax.Array:
+    """Cells per frame ``(F + 1,)`` as realised."""
+    return jax.vmap(cell_count)(trajectory.frames)
+
+
+def expected_increase(trajectory: Trajectory) -> jax.Array:
+    """Rao–Blackwellised new cells per frame ``(F,)``: the expected divisions
+    ``Σᵢ 1 − exp(−λᵢ Δ)`` of the cells alive at the start of each frame.
+
+    Its replicate mean estimates ``E[N(t)]`` like :func:`counts` does, but it is a
+    smooth function of the division rates, so its pathwise gradient carries how
+    the parameters change proliferation without differentiating discrete draws.
+    """
+    f = trajectory.frames
+    p = -jnp.expm1(-f.division_rate_per_h[:-1] * trajectory.frame_interval_h)
+    w = jnp.where(f.alive[:-1], f.weight[:-1], 0.0)
+    return jnp.sum(w * p, axis=-1)
+
+
+def radius_of_gyration(trajectory: Trajectory) -> jax.Array:
+    """``√tr Σ`` of all cells per frame (µm), ``(F + 1,)``."""
+    dim = trajectory.dim
+    return jax.vmap(lambda s: jnp.sqrt(jnp.trace(covariance(s, dim)) + 1e-12))(
+        trajectory.frames)
+
+
+def division_rate_by_distance(trajectory: Trajectory, landmark_um: jax.Array,
+                              bin_edges_um: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Expected divisions per cell-hour in distance bins from ``landmark_um``, pooled over
+    frames ``0 … F − 1`` (as ``labloop.measure``): ``(rate, cell-frames)`` per bin."""
+    frames: TissueState = jax.tree_util.tree_map(lambda x: x[:-1], trajectory.frames)
+    interval = trajectory.frame_interval_h
+    distance = jnp.sqrt(jnp.sum((frames.position_um - landmark_um) ** 2, -1) + 1e-12)
+    p = -jnp.expm1(-frames.division_rate_per_h * interval)
+    w = jnp.where(frames.alive, frames.weight, 0.0)
+    lo, hi = bin_edges_um[:-1], bin_edges_um[1:]
+    member = (distance[..., None] >= lo) & (distance[..., None] < hi)   # (F, N, B)
+    exposure = jnp.sum(jnp.where(member, w[..., None], 0.0), axis=(0, 1))
+    expected = jnp.sum(jnp.where(member, (w * p)[..., None], 0.0), axis=(0, 1))
+    return expected / jnp.maximum(exposure, 1e-9) / interval, exposure
+
+
+def msd_excess(trajectory: Trajectory) -> jax.Array:
+    """Mean over cells and frames of ``|x(t+2) − x(t)|² − |x(t+1) − x(t)|²`` (µm²) for
+    slots that keep the same cell over the three frames (no division)."""
+    f = trajectory.frames
+    same = (f.alive[:-2] & f.alive[1:-1] & f.alive[2:]
+            & (f.cell_id[:-2] == f.cell_id[1:-1]) & (f.cell_id[1:-1] == f.cell_id[2:]))
+    x0, x1, x2 = f.position_um[:-2], f.position_um[1:-1], f.position_um[2:]
+    d1 = jnp.sum((x1 - x0) ** 2, -1)
+    d2 = jnp.sum((x2 - x0) ** 2, -1)
+    n = jnp.maximum(jnp.sum(same), 1)
+    return jnp.sum(jnp.where(same, d2 - d1, 0.0)) / n
+
+
+#: suffix of a term's realised values, whose replicate spread stands for the observation's
+#: own stochasticity when the term's mean is estimated by a smoother statistic
+SPREAD = "@realised"
+
+
+def model_terms(trajectory: Trajectory, landmark_um: jax.Array | None,
+                bin_edges_um: jax.Array, terms: list[str]) -> dict[str, jax.Array]:
+    """The requested terms of one replicate (names of :data:`.observations.TERMS`)."""
+    out: dict[str, jax.Array] = {}
+    if "cell_count_increase" in terms:
+        out["cell_count_increase"] = expected_increase(trajectory)
+        out["cell_count_increase" + SPREAD] = jnp.diff(counts(trajectory))
+    if "radius_of_gyration_increase_um" in terms:
+        out["radius_of_gyration_increase_um"] = jnp.diff(radius_of_gyration(trajectory))
+    if "division_rate_by_distance_per_h" in terms and landmark_um is not None:
+        out["division_rate_by_distance_per_h"], _ = division_rate_by_distance(
+            trajectory, landmark_um, bin_edges_um)
+    if "msd_excess_um2" in terms:
+        out["msd_excess_um2"] = msd_excess(trajectory)[None]
+    return out

@@ -1,0 +1,186 @@
+"""``calibrate_store``: fit the tissue model to a store's lineage and save fit and prediction.
+
+Writes, atomically and with provenance:
+
+``labloop/fit/parameters``       free parameters with 90 % intervals (and every
+                                 parameter's value in the record);
+``labloop/fit/history``          loss per start and iteration;
+``labloop/fit/fitted``           observed versus fitted morphometric terms;
+``labloop/fit/sensitivity``      ∂ morphometric / ∂ parameter;
+``labloop/prediction``           simulated cells (positions in µm) over the observed
+                                 frames and ``predict_frames`` beyond them;
+``labloop/predicted_morphometrics``  their morphometrics (``labloop.measure`` format).
+
+Source cells (which secrete the growth factor) are read from an optional store
+table ``labloop/sources`` (``z, y, x`` in µm at the first frame); without it the
+growth factor plays no part and only proliferation and motility are fitted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from labloop.calibrate.fit import CalibrateSettings, Fit, recalibrate, with_values
+from labloop.calibrate.initial import initial_from_lineage
+from labloop.calibrate.observations import Observations, motion_segments, observe
+from labloop.calibrate.predict import predict, predicted_morphometrics, prediction_table
+from labloop.errors import InputError
+from labloop.lineage import Lineage
+from labloop.tissue import Ellipsoid, TissueModel, TissueParams, default_params, describe
+
+SOURCES = "sources"
+FIT_PARAMETERS = "fit/parameters"
+FIT_HISTORY = "fit/history"
+FIT_FITTED = "fit/fitted"
+FIT_SENSITIVITY = "fit/sensitivity"
+PREDICTION = "prediction"
+PREDICTED_MORPHOMETRICS = "predicted_morphometrics"
+
+#: parameters fitted when the store has no source cells
+WITHOUT_SOURCES = ("division.max_rate_per_h", "mechanics.motility_um2_per_h")
+
+
+@dataclasses.dataclass(frozen=True)
+class StoreSettings:
+    """How :func:`calibrate_store` sets up the model around a store's data.
+
+    Attributes
+    ----------
+    fit
+        The optimisation (free parameters default to proliferation and motility
+        without sources, plus growth-factor control and reach with them).
+    max_time_step_h
+        Largest model time step; the frame interval is split into whole steps.
+    capacity_factor
+        Model capacity as a multiple of the largest observed cell number.
+    confine
+        Add an ellipsoidal wall fitted to all observed positions (an eggshell).
+    predict_frames
+        Frames simulated beyond the last observed one.
+    n_predictions
+        Replicates of the prediction.
+    tracker_samples
+        Lineages sampled by the tracker for the observed intervals (0: error
+        probabilities only).
+    """
+
+    fit: CalibrateSettings | None = None
+    max_time_step_h: float = 0.25
+    capacity_factor: float = 3.0
+    confine: bool = False
+    predict_frames: int = 0
+    n_predictions: int = 8
+    tracker_samples: int = 10
+
+
+def model_for(lineage: Lineage, observed: Observations, settings: StoreSettings,
+              dim: int) -> TissueModel:
+    """A model whose time step divides the frame interval and whose capacity covers the
+    observed cells ``capacity_factor`` times (rounded up to a multiple of 32)."""
+    steps = int(np.ceil(observed.frame_interval_h / settings.max_time_step_h - 1e-9))
+    biggest = int(lineage.nodes.groupby("t").size().max())
+    capacity = int(np.ceil(settings.capacity_factor * biggest / 32) * 32)
+    return TissueModel(capacity=max(capacity, 64), dim=dim,
+                       dt_h=observed.frame_interval_h / steps, mechanics_substeps=2)
+
+
+def ellipsoid_around(lineage: Lineage, margin_um: float = 0.0) -> Ellipsoid:
+    """The uniform ellipsoid with the second moments of all observed positions, aligned
+    with the image axes (semi-axes ``√(5 σ²)`` plus ``margin_um``)."""
+    xyz = lineage.nodes[["z", "y", "x"]].to_numpy(np.float64)
+    centre = xyz.mean(axis=0)
+    semi = np.sqrt(5.0 * xyz.var(axis=0)) + margin_um
+    return Ellipsoid(semi_axes_um=np.maximum(semi, 1.0), centre_um=centre,
+                     stiffness_per_h=np.asarray(5.0))
+
+
+def starting_params(lineage: Lineage, observed: Observations,
+                    confinement: Ellipsoid | None) -> TissueParams:
+    """Parameters started from the data: ``λ_max`` from the observed growth (the default
+    gene network halves it), motility from the motion term."""
+    params = default_params(n_genes=1, confinement=confinement)
+    counts = lineage.nodes.groupby("t").size()
+    hours = (counts.index.max() - counts.index.min()) * observed.frame_interval_h
+    growth = max(np.log(counts.iloc[-1] / counts.iloc[0]) / max(hours, 1e-9), 0.01)
+    motion = motion_segments(lineage)
+    excess = float(np.mean(motion[:, 1] - motion[:, 0])) if len(motion) else 0.0
+    motility = max(excess / (2 * 3 * observed.frame_interval_h), 0.05)
+    return with_values(params, **{"division.max_rate_per_h": 2.0 * growth,
+                                  "mechanics.motility_um2_per_h": motility})
+
+
+def calibrate_store(path: str | Path, settings: StoreSettings | None = None, *,
+                    progress: Callable[[int, int], None] | None = None,
+                    params: TissueParams | None = None) -> Fit:
+    """Fit the tissue model to the store's tracks and save fit and prediction (module doc).
+
+    Parameters
+    ----------
+    path
+        Experiment store with ``labloop/tracks.geff``.
+    settings
+        :class:`StoreSettings`.
+    progress
+        ``progress(done, total)`` during the optimisation.
+    params
+        Starting parameters (default: :func:`starting_params`).
+    """
+    from labloop.io.store import DETECTIONS, TRACKS, open_experiment
+
+    settings = settings or StoreSettings()
+    experiment = open_experiment(path)
+    if not experiment.has(TRACKS):
+        raise InputError("the store has no tracks yet; run `labloop track` first", path)
+    lineage = experiment.read_lineage(TRACKS)
+    image = experiment.image
+    sources = (experiment.read_table(SOURCES)[["z", "y", "x"]].to_numpy()
+               if experiment.has(SOURCES) else None)
+    samples = None
+    if settings.tracker_samples > 0 and experiment.has(DETECTIONS):
+        from labloop.track import sample_lineages
+
+        samples = sample_lineages(experiment.read_detections(), settings.tracker_samples,
+                                  seed=0, frame_interval_h=image.frame_interval_h,
+                                  image_shape_um=image.extent_um)
+    observed = observe(lineage, sources, samples=samples)
+    dim = 2 if image.shape[1] == 1 else 3
+    model = model_for(lineage, observed, settings, dim)
+    confinement = ellipsoid_around(lineage) if settings.confine else None
+    start = params or starting_params(lineage, observed, confinement)
+    fit_settings = settings.fit or CalibrateSettings(
+        free=CalibrateSettings().free if sources is not None else WITHOUT_SOURCES)
+    initial = initial_from_lineage(model, lineage, sources,
+                                   n_genes=int(np.shape(start.gene.bias)[-1]))
+    fit = recalibrate(observed, model, start, initial, fit_settings, progress=progress)
+
+    spf = round(observed.frame_interval_h / model.dt_h)
+    trajectory = predict(model, fit.params, initial,
+                         observed.frames - 1 + settings.predict_frames, spf,
+                         jax.random.key(fit_settings.seed + 1), settings.n_predictions)
+    record: dict[str, Any] = {
+        "settings": dataclasses.asdict(settings), "model": dataclasses.asdict(model),
+        "loss": fit.loss, "best_start": fit.best_start, "seconds": fit.seconds,
+        "identifiability": fit.identifiability, "observed_frames": observed.frames,
+        "all_parameters": describe(fit.params).to_dict("records")}
+    import zarr
+
+    zarr.open_group(str(experiment.result_path("fit")), mode="a", zarr_format=3)
+    experiment.write_table(FIT_PARAMETERS, fit.intervals, "calibrate", record)
+    experiment.write_table(FIT_HISTORY, fit.history, "calibrate", {})
+    experiment.write_table(FIT_FITTED, fit.fitted, "calibrate", {})
+    experiment.write_table(FIT_SENSITIVITY, fit.sensitivity, "calibrate", {})
+    experiment.write_table(PREDICTION, prediction_table(trajectory), "calibrate",
+                           {"observed_frames": observed.frames,
+                            "predicted_frames": settings.predict_frames})
+    experiment.write_table(PREDICTED_MORPHOMETRICS,
+                           predicted_morphometrics(trajectory, observed.landmark_um),
+                           "calibrate", {})
+    fit.extra.update({"model": model, "initial": initial, "observed": observed,
+                      "trajectory": trajectory})
+    return fit
