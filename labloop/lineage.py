@@ -262,6 +262,42 @@ class Lineage:
         """Return a copy with a new edge table (same nodes, interval and attrs)."""
         return Lineage(self.nodes, edges, self.frame_interval_h, dict(self.attrs))
 
+    def every(self, step: int) -> Lineage:
+        """Keep every ``step``-th frame, linking each kept nucleus to its descendants
+        ``step`` frames later (two of them where it divided in between); frames are
+        renumbered ``t // step`` and the interval multiplied by ``step``.
+
+        Raises
+        ------
+        InputError
+            ``step`` below 1.
+        """
+        if step < 1:
+            raise InputError(f"the frame step must be at least 1, got {step}")
+        if step == 1:
+            return self
+        start = int(self.nodes["t"].min())
+        kept = self.nodes.index[(self.nodes["t"] - start) % step == 0]
+        children = self.edges.groupby("source")["target"].apply(list).to_dict()
+        t_of = self.nodes["t"].to_dict()
+        sources, targets = [], []
+        for node in kept:
+            goal = t_of[node] + step
+            frontier = [node]
+            while pending := [n for n in frontier if t_of[n] < goal]:
+                frontier = [n for n in frontier if t_of[n] >= goal] + [
+                    c for n in pending for c in children.get(n, []) if t_of[c] <= goal]
+            for target in frontier:
+                if t_of[target] == goal:
+                    sources.append(node)
+                    targets.append(target)
+        nodes = self.nodes.loc[kept].copy()
+        nodes["t"] = (nodes["t"] - start) // step
+        edges = pd.DataFrame({"source": np.asarray(sources, np.int64),
+                              "target": np.asarray(targets, np.int64)})
+        interval = None if self.frame_interval_h is None else self.frame_interval_h * step
+        return Lineage(nodes, edges, interval, dict(self.attrs))
+
     def __repr__(self) -> str:
         return (f"Lineage({self.n_nodes} nodes, {self.n_edges} edges, "
                 f"{self.n_divisions} divisions, {self.n_frames} frames)")

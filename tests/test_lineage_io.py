@@ -166,3 +166,19 @@ def test_napari_tracks(dividing_lineage: Lineage) -> None:
     row_of_13 = int(np.flatnonzero(features["node"] == 13)[0])
     assert features.loc[row_of_13, "error_probability"] == pytest.approx(0.3)
     np.testing.assert_allclose(data[row_of_13, 1:], [2, 4, 7, 5])
+
+
+def test_every_keeps_frames_and_links_descendants() -> None:
+    nodes = pd.DataFrame({"t": [0, 1, 2, 2, 3, 4, 4], "z": 0.0, "y": 0.0,
+                          "x": [0.0, 1, 2, 3, 4, 5, 6]})
+    # 0 → 1 divides into 2 and 3; 2 → 4 → 5; 3 → 6 by a gap-closing edge
+    edges = pd.DataFrame({"source": [0, 1, 1, 2, 4, 3], "target": [1, 2, 3, 4, 5, 6]})
+    coarse = Lineage(nodes, edges, frame_interval_h=0.1).every(2)
+    assert list(coarse.nodes.index) == [0, 2, 3, 5, 6]
+    assert list(coarse.nodes["t"]) == [0, 1, 1, 2, 2]
+    assert sorted(zip(coarse.edges["source"], coarse.edges["target"], strict=True)) == [
+        (0, 2), (0, 3), (2, 5), (3, 6)]
+    assert coarse.frame_interval_h == pytest.approx(0.2)
+    assert coarse.n_divisions == 1
+    with pytest.raises(InputError, match="at least 1"):
+        coarse.every(0)

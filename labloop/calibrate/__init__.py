@@ -20,8 +20,10 @@ from labloop.calibrate.fit import (
 from labloop.calibrate.initial import cell_radius_from, initial_from_lineage
 from labloop.calibrate.loss import gaussian_loss, standardised_residuals
 from labloop.calibrate.observations import Observations, motion_segments, observe
+from labloop.calibrate.store import StoreSettings, calibrate_store
 
 __all__ = ["DEFAULT_FREE", "CalibrateSettings", "Experiment", "Fit", "Observations",
+           "StoreSettings", "calibrate_store",
            "cell_radius_from", "gaussian_loss", "initial_from_lineage", "motion_segments",
            "observe", "recalibrate", "standardised_residuals", "steps_per_frame",
            "with_values"]
