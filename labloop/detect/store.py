@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from labloop.detect.inference import DetectSettings, detect
-from labloop.detect.model import default_model_path, load_model
+from labloop.detect.model import DetectorModel, default_model_path, load_model
 
 
 def detect_store(
@@ -47,7 +47,22 @@ def detect_store(
     settings = replace(DetectSettings() if settings is None else settings, **overrides)
     detector = load_model(model)
     detections = detect(experiment.image, model=detector, settings=settings, progress=progress)
-    params = {"model": str(Path(model) if model is not None else default_model_path()),
-              "model_seed": detector.training.get("seed"), **asdict(settings)}
-    experiment.write_detections(detections, params)
+    experiment.write_detections(detections, detection_params(model, detector, settings))
     return detections
+
+
+def detection_params(model: str | Path | None, detector: DetectorModel,
+                     settings: DetectSettings) -> dict[str, Any]:
+    """The parameters recorded with stored detections: model file, its seed, settings.
+
+    Parameters
+    ----------
+    model
+        The model file given by the user; ``None`` for the shipped model.
+    detector
+        The loaded model.
+    settings
+        The detection settings used.
+    """
+    return {"model": str(Path(model) if model is not None else default_model_path()),
+            "model_seed": detector.training.get("seed"), **asdict(settings)}
