@@ -38,8 +38,9 @@ def standardised_residuals(replicates: Mapping[str, jax.Array],
         var = jax.lax.stop_gradient(jnp.var(spread, axis=0))
         y = jnp.asarray(y)
         s = jnp.asarray(observed.sd[term])
-        ok = jnp.isfinite(y)
-        r = (mean - jnp.where(ok, y, 0.0)) / jnp.sqrt(s**2 + var + 1e-12)
+        ok = jnp.isfinite(y) & jnp.isfinite(s)
+        # safe values where unobserved, so no NaN reaches the gradient through `where`
+        r = (mean - jnp.where(ok, y, 0.0)) / jnp.sqrt(jnp.where(ok, s, 1.0) ** 2 + var + 1e-12)
         out[term] = jnp.where(ok, r, 0.0)
     return out
 

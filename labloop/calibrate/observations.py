@@ -19,8 +19,10 @@ vocabulary of :func:`labloop.measure.measure`:
 Per-frame quantities enter as increments, whose errors are close to
 independent from frame to frame (the levels' errors accumulate, and a sum of
 squared level residuals would count the same evidence many times).
-Standard deviations come from the 90 % intervals of ``measure`` (tracker
-samples or error probabilities, plus the bootstrap over cells), as
+Frames where ``measure`` gives no value (e.g. no shape for fewer than 8
+nuclei) give NaN entries, which the loss leaves out. Standard deviations come
+from the 90 % intervals of ``measure`` (tracker samples or error
+probabilities, plus the bootstrap over cells), as
 ``(upper − lower) / 3.29``; for the motion term from the standard error over
 track segments.
 """
@@ -121,8 +123,8 @@ def _per_frame(table: pd.DataFrame, quantity: str, frames: int,
                floor: float) -> tuple[np.ndarray, np.ndarray]:
     rows = table[(table["quantity"] == quantity) & table["t"].notna()].set_index("t")
     rows = rows.reindex(np.arange(frames))
-    if rows["value"].isna().any():
-        raise InputError(f"the morphometrics lack {quantity} in some frames")
+    if rows["value"].isna().all():
+        raise InputError(f"the morphometrics lack {quantity} in every frame")
     sd = np.maximum((rows["upper"] - rows["lower"]).to_numpy() / Z90, floor)
     return rows["value"].to_numpy(np.float64), sd
 
