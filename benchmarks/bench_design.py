@@ -1,19 +1,25 @@
 """Design by gradients: reproduce the elongation result, then a new target (not a test).
 
-Run ``python benchmarks/bench_design.py`` (about 20 minutes on 2 busy CPU cores).
+Run ``python benchmarks/bench_design.py`` (about 30 minutes on 2 busy CPU cores).
 It prints tables and writes ``benchmarks/results/design.json``, ``design.md``
 and figures ``design_*.png``.
 
-Reference experiment. A round 3D cluster of 40 cells (8 source cells forming a
-cap on its −x side) grows for 20 h (80 steps of 0.25 h). The gene network
-(3 genes: ``W, b, u, r, γ``) and its division read-out (``v, b_λ``) start from
-random couplings (one draw per seed); ``λ_max = 0.1/h`` is frozen. Adam
-(lr 0.1) minimises ``−½ log(σ²_x / σ²_⊥)`` of the proliferating cells at 20 h,
-4 replicates per iteration, straight-through Gumbel gradients through the
-divisions. Seeds 0, 1, 2. Before/after: 8 fresh replicates each.
+Reference experiment. A round 3D cluster of 30 cells (6 source cells forming a
+cap on its −x side; adhesion 1 µm²/h, motility 0.1 µm²/h) grows for 24 h (96
+steps of 0.25 h). The gene network (3 genes: ``W, b, u, r, γ``) and its
+division read-out (``v, b_λ``) start from random couplings (one draw per seed);
+``λ_max = 0.2/h`` is frozen. Adam (lr 0.1) minimises ``−½ log(σ²_x / σ²_⊥)`` of
+the proliferating cells at 24 h, 4 replicates per iteration, with the
+expected-growth estimator through the divisions (every cell's weight carries
+the first-order change of its expected offspring). Seeds 0, 1, 2.
+Before/after: 8 fresh replicates each.
 
 New target. Same cluster; the network and ``λ_max`` learn to grow to 100 cells
-and *stop there*: the loss is the mean of ``(N(t)/100 − 1)²`` over 10–20 h.
+and *stop there*: the loss is the mean of ``(N(t)/100 − 1)²`` over 12–24 h.
+
+Estimator variance. On a smaller cluster (20 cells, 12 h), 16 single-replicate
+score-function gradients of the elongation loss with and without the
+leave-one-out baseline: their variance per parameter.
 """
 
 from __future__ import annotations
@@ -48,22 +54,25 @@ from labloop.design import (
     target_size_loss,
 )
 from labloop.tissue import (
+    MechanicsParams,
     TissueModel,
     cell_count,
     default_params,
+    per_replicate_gradients,
     round_cluster,
     simulate_replicates,
 )
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SEEDS = (0, 1, 2)
-N_ITER = 40
+N_ITER = 50
 N_REP = 4
 N_EVAL = 8
-RUN = {"n_frames": 8, "steps_per_frame": 10}
+RUN = {"n_frames": 8, "steps_per_frame": 12}
 TARGET_CELLS = 100.0
-MODEL = TissueModel(capacity=256, dt_h=0.25, mechanics_substeps=4,
-                    division_gradient="straight_through", neighbours="dense")
+MODEL = TissueModel(capacity=384, dt_h=0.25, mechanics_substeps=4,
+                    division_gradient="expected_growth", neighbours="dense")
+MECHANICS = {"adhesion_um2_per_h": 1.0, "morse_width_um": 3.0, "motility_um2_per_h": 0.1}
 
 
 def markdown(table: pd.DataFrame) -> str:
@@ -76,7 +85,30 @@ def markdown(table: pd.DataFrame) -> str:
 
 def start_params(seed: int):
     p = default_params(n_genes=3, key=jax.random.key(1000 + seed))
-    return p.replace(division=dataclasses.replace(p.division, max_rate_per_h=jnp.asarray(0.1)))
+    mechanics = MechanicsParams(**{k: jnp.asarray(v) for k, v in MECHANICS.items()})
+    return p.replace(division=dataclasses.replace(p.division, max_rate_per_h=jnp.asarray(0.2)),
+                     mechanics=mechanics)
+
+
+def estimator_variance() -> dict:
+    """Per-parameter variance of single-replicate score-function gradients, with and
+    without the leave-one-out baseline (16 replicates, 20 cells, 12 h)."""
+    model = TissueModel(capacity=128, dt_h=0.25, mechanics_substeps=2, neighbours="dense")
+    initial = round_cluster(model, 20, n_sources=4, key=jax.random.key(3))
+    params = start_params(0)
+    out = {}
+    for estimator in ("score", "score_no_baseline"):
+        _, grads = per_replicate_gradients(elongation_loss(), model, params, jax.random.key(5),
+                                           16, initial, estimator, n_frames=6,
+                                           steps_per_frame=8)
+        leaves = [np.asarray(g).reshape(16, -1) for g in
+                  jax.tree_util.tree_leaves(grads.gene)]
+        flat = np.concatenate(leaves, axis=1)
+        out[estimator] = {"mean_variance": float(flat.var(axis=0).mean()),
+                          "mean_abs_gradient": float(np.abs(flat.mean(axis=0)).mean())}
+    out["variance_ratio_without_over_with"] = (out["score_no_baseline"]["mean_variance"]
+                                               / out["score"]["mean_variance"])
+    return out
 
 
 def projection(ax, traj, title):
@@ -86,7 +118,7 @@ def projection(ax, traj, title):
         final.division_rate_per_h[alive]
     prolif = kind == 1
     sc = ax.scatter(pos[prolif, 2], pos[prolif, 1], c=rate[prolif], cmap="viridis", s=18,
-                    vmin=0, vmax=0.1)
+                    vmin=0, vmax=0.2)
     ax.scatter(pos[~prolif, 2], pos[~prolif, 1], c="red", s=18, marker="s", label="source")
     ax.set_aspect("equal")
     ax.set_title(title, fontsize=9)
@@ -97,7 +129,7 @@ def projection(ax, traj, title):
 
 def main() -> None:
     RESULTS.mkdir(exist_ok=True)
-    initial = round_cluster(MODEL, 40, n_sources=8, key=jax.random.key(7))
+    initial = round_cluster(MODEL, 30, n_sources=6, key=jax.random.key(7))
     out: dict = {"platform": platform.platform(), "python": sys.version.split()[0],
                  "jax": jax.__version__, "model": dataclasses.asdict(MODEL), "run": RUN,
                  "seeds": list(SEEDS), "iterations": N_ITER, "replicates": N_REP,
@@ -132,6 +164,8 @@ def main() -> None:
                "loss_first5": float(result.history["loss"][:5].mean()),
                "loss_last5": float(result.history["loss"][-5:].mean()),
                "rate_near_sources_before": float(profiles[seed][0]["rate_per_h"].iloc[0]),
+               "rate_far_before": float(profiles[seed][0].dropna(subset=["rate_per_h"])
+                                        .query("n >= 20")["rate_per_h"].iloc[-1]),
                "rate_near_sources_after": float(profiles[seed][1]["rate_per_h"].iloc[0]),
                "rate_far_after": float(profiles[seed][1].dropna(subset=["rate_per_h"])
                                        .query("n >= 20")["rate_per_h"].iloc[-1]),
@@ -176,12 +210,18 @@ def main() -> None:
                                "cells_after": ts["count_after_mean"],
                                "cells_after_sd": ts["count_after_sd"]})
     print(size_table.round(1).to_string(index=False))
+    out["estimator_variance"] = variance = estimator_variance()
+    print("score-function gradient variance (gene parameters):", variance)
     (RESULTS / "design.json").write_text(json.dumps(out, indent=1))
     (RESULTS / "design.md").write_text(
         "# Design by gradients\n\n## Elongation away from the sources (3 seeds)\n\n"
         + markdown(table.round(3)) + "\n\n## Target size "
         f"{TARGET_CELLS:.0f} cells (grow and stop)\n\n"
-        + markdown(size_table.round(1)) + "\n")
+        + markdown(size_table.round(1)) + "\n\n## Score-function gradient variance "
+        "(16 single-replicate gradients, gene-network parameters)\n\n"
+        f"with leave-one-out baseline: {variance['score']['mean_variance']:.4g}; without: "
+        f"{variance['score_no_baseline']['mean_variance']:.4g} (ratio "
+        f"{variance['variance_ratio_without_over_with']:.2f})\n")
 
     # ---- figures
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
@@ -220,7 +260,7 @@ def main() -> None:
     axes[2].bar(x + 0.2, [r["elongation_after"] for r in rows], 0.4,
                 yerr=[r["elongation_after_sd"] for r in rows], label="after")
     axes[2].set_xticks(x, [f"seed {r['seed']}" for r in rows])
-    axes[2].set_ylabel("elongation axis₁/axis₂ at 20 h")
+    axes[2].set_ylabel("elongation axis₁/axis₂ at 24 h")
     axes[2].set_title("elongation before vs after (8 replicates)")
     axes[2].legend()
     fig.tight_layout()
@@ -228,8 +268,8 @@ def main() -> None:
 
     fig, axes = plt.subplots(2, len(SEEDS), figsize=(4 * len(SEEDS), 7))
     for j, seed in enumerate(SEEDS):
-        projection(axes[0, j], trajs[seed][0], f"seed {seed}: before (20 h)")
-        sc = projection(axes[1, j], trajs[seed][1], f"seed {seed}: after (20 h)")
+        projection(axes[0, j], trajs[seed][0], f"seed {seed}: before (24 h)")
+        sc = projection(axes[1, j], trajs[seed][1], f"seed {seed}: after (24 h)")
     fig.colorbar(sc, ax=axes, label="λ (1/h)", shrink=0.6)
     fig.savefig(RESULTS / "design_clusters.png", dpi=110)
 

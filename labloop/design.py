@@ -127,8 +127,8 @@ def design(model: TissueModel, params: TissueParams, initial: TissueState,
     n_iterations, n_replicates
         Optimisation steps and simulated replicates per step.
     estimator
-        Division-gradient estimator (default: ``"straight_through"`` when the model
-        uses it, else ``"score"``).
+        Division-gradient estimator (default: the model's ``"straight_through"`` or
+        ``"expected_growth"``, else ``"score"``).
     n_frames, steps_per_frame, checkpoint
         Passed to :func:`labloop.tissue.simulate`.
     callback
@@ -138,8 +138,8 @@ def design(model: TissueModel, params: TissueParams, initial: TissueState,
 
     if n_iterations < 1 or n_replicates < 1:
         raise InputError("n_iterations and n_replicates must be at least 1")
-    estimator = estimator or ("straight_through" if model.division_gradient
-                              == "straight_through" else "score")
+    estimator = estimator or (model.division_gradient if model.division_gradient
+                              in ("straight_through", "expected_growth") else "score")
     optimizer = optimizer or optax.adam(0.05)
     # strong (not weakly typed) leaves, so the compiled iteration is reused
     raw = jax.tree_util.tree_map(lambda x: jnp.asarray(np.asarray(x)), unconstrain(params))

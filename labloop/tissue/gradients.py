@@ -20,6 +20,11 @@ biased, low variance: the forward pass is the same hard draw, the backward pass
 differentiates the relaxed sample ``σ((logit p + g)/τ)`` carried by the
 daughters' ``weight`` and separation (see :mod:`.division`). Its gradient is
 the plain (pathwise) gradient of the replicate-averaged loss.
+
+Expected growth (``TissueModel(division_gradient="expected_growth")``), biased
+(mean field), lowest variance: every cell's ``weight`` carries the first-order
+change of its expected offspring with its division rate (see :mod:`.division`);
+the gradient is again the pathwise gradient of the replicate-averaged loss.
 """
 
 from __future__ import annotations
@@ -37,7 +42,8 @@ from labloop.tissue.simulate import Trajectory, simulate
 from labloop.tissue.state import TissueState
 
 Loss = Callable[[Trajectory], jax.Array]
-ESTIMATORS = ("score", "score_no_baseline", "straight_through", "pathwise")
+ESTIMATORS = ("score", "score_no_baseline", "straight_through", "expected_growth",
+              "pathwise")
 
 
 def simulate_replicates(model: TissueModel, params: TissueParams, keys: jax.Array,
@@ -96,9 +102,10 @@ def gradient_estimate(loss_fn: Loss, model: TissueModel, params: TissueParams,
     """
     if estimator not in ESTIMATORS:
         raise InputError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
-    if estimator == "straight_through" and model.division_gradient != "straight_through":
-        raise InputError("the straight-through estimator needs "
-                         "TissueModel(division_gradient='straight_through')")
+    if estimator in ("straight_through", "expected_growth") \
+            and model.division_gradient != estimator:
+        raise InputError(f"the {estimator} estimator needs "
+                         f"TissueModel(division_gradient={estimator!r})")
     keys = jax.random.split(key, n_replicates)
     if estimator.startswith("score"):
         def objective(p: TissueParams) -> tuple[jax.Array, jax.Array]:

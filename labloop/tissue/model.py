@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from labloop.errors import InputError
 
-DIVISION_GRADIENTS = ("score", "straight_through")
+DIVISION_GRADIENTS = ("score", "straight_through", "expected_growth")
 NEIGHBOUR_METHODS = ("auto", "dense", "cells")
 
 
