@@ -165,7 +165,7 @@ def design(model: TissueModel, params: TissueParams, initial: TissueState,
         grads, losses = jax.grad(objective, has_aux=True)(raw)
         grads = jax.tree_util.tree_map(lambda g: jnp.where(jnp.isfinite(g), g, 0.0), grads)
         updates, opt_state = opt.update(grads, opt_state, raw)
-        norm = optax.global_norm(jax.tree_util.tree_map(lambda g, m: g * m, grads, mask))
+        norm = optax.tree.norm(jax.tree_util.tree_map(lambda g, m: g * m, grads, mask))
         return optax.apply_updates(raw, updates), opt_state, jnp.mean(losses), \
             jnp.std(losses), norm
 
