@@ -35,7 +35,7 @@ from labloop.tissue.gradients import (
     simulate_replicates,
 )
 from labloop.tissue.model import TissueModel
-from labloop.tissue.morphometrics import axis_elongation, cell_count, shape
+from labloop.tissue.morphometrics import axis_elongation, cell_count, covariance, shape
 from labloop.tissue.params import (
     TissueParams,
     constrain,
@@ -56,11 +56,42 @@ def elongation_loss(axis: tuple[float, float, float] = (0.0, 0.0, 1.0),
     """``−½ log(σ²_axis / σ²_perp)`` of the proliferating cells in the last frame.
 
     Minimising it elongates the cluster along ``axis`` (``z, y, x``; default
-    ``+x``, away from sources placed on the −x side).
+    ``x``). It is symmetric: growth at either end along the axis lowers it (see
+    :func:`extension_loss` for elongation away from the sources).
     """
 
     def loss(trajectory: Trajectory) -> jax.Array:
         return -axis_elongation(trajectory.final, axis, dim, CellType.PROLIFERATING)
+
+    return loss
+
+
+def extension_loss(axis: tuple[float, float, float] = (0.0, 0.0, 1.0),
+                   dim: int = 3) -> Callable[[Trajectory], jax.Array]:
+    """``−½ log(E[((x − x_s)·n)²] / σ²_perp)`` of the proliferating cells in the last frame.
+
+    Like :func:`elongation_loss`, but the second moment along the unit vector
+    ``n = axis`` is taken about the source cells' centroid ``x_s`` instead of the
+    cluster's own centre, so only growth *away from the sources* lowers it; growth
+    next to the sources raises it. Cells enter with their ``weight``.
+    """
+    n = jnp.asarray(axis, dtype=jnp.result_type(float))
+    n = n / jnp.linalg.norm(n)
+
+    def loss(trajectory: Trajectory) -> jax.Array:
+        state = trajectory.final
+        is_source = state.alive & (state.cell_type == CellType.SOURCE)
+        w = jnp.where(state.alive & (state.cell_type == CellType.PROLIFERATING),
+                      state.weight, 0.0)
+        total = jnp.maximum(jnp.sum(w), 1e-12)
+        source_centre = jnp.sum(jnp.where(is_source[:, None], state.position_um, 0.0), 0) \
+            / jnp.maximum(jnp.sum(is_source), 1)
+        along = (state.position_um - source_centre) @ n
+        second_moment = jnp.sum(w * along**2) / total
+        cov = covariance(state, dim, CellType.PROLIFERATING)
+        n_dim = n[3 - dim:]
+        sigma_perp = (jnp.trace(cov) - n_dim @ cov @ n_dim) / (dim - 1)
+        return -0.5 * jnp.log(second_moment / jnp.maximum(sigma_perp, 1e-12))
 
     return loss
 
@@ -239,4 +270,5 @@ def rate_by_distance(trajectory: Trajectory, bin_width_um: float = 10.0,
 
 
 __all__ = ["GENE_NETWORK", "DesignResult", "design", "elongation_loss", "evaluate",
+           "extension_loss",
            "gradient_estimate", "rate_by_distance", "target_size_loss"]

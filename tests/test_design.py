@@ -13,6 +13,7 @@ import pytest
 from labloop.design import (
     design,
     elongation_loss,
+    extension_loss,
     rate_by_distance,
     target_size_loss,
 )
@@ -26,6 +27,36 @@ def _trajectory(positions: np.ndarray) -> Trajectory:
     state = initial_state(model, positions)
     frames = jax.tree_util.tree_map(lambda x: jnp.stack([x, x]), state)
     return Trajectory(frames, model.dt_h, 1, 3)
+
+
+def _with_sources(proliferating: np.ndarray, sources: np.ndarray) -> Trajectory:
+    from labloop.tissue import CellType
+
+    positions = np.concatenate([proliferating, sources])
+    kinds = np.r_[np.full(len(proliferating), CellType.PROLIFERATING),
+                  np.full(len(sources), CellType.SOURCE)]
+    model = TissueModel(capacity=len(positions))
+    state = initial_state(model, positions, kinds)
+    frames = jax.tree_util.tree_map(lambda x: jnp.stack([x, x]), state)
+    return Trajectory(frames, model.dt_h, 1, 3)
+
+
+def test_extension_rewards_growth_away_from_the_sources():
+    rng = np.random.default_rng(1)
+    ball = rng.normal(size=(100, 3)) * 5.0
+    sources = np.array([[0.0, 0.0, -12.0]] * 4) + rng.normal(size=(4, 3))
+    tip = np.array([0.0, 0.0, 12.0])
+    far = np.concatenate([ball, rng.normal(size=(30, 3)) + tip])    # a tip at +x
+    near = np.concatenate([ball, rng.normal(size=(30, 3)) - tip])   # by the sources
+    extension, symmetric = extension_loss(), elongation_loss()
+    base = float(extension(_with_sources(ball, sources)))
+    gain_far = base - float(extension(_with_sources(far, sources)))
+    gain_near = base - float(extension(_with_sources(near, sources)))
+    assert gain_far > 0.3 and gain_near < 0.05
+    # the symmetric objective rewards growth at either end
+    round_loss = float(symmetric(_with_sources(ball, sources)))
+    for grown in (far, near):
+        assert float(symmetric(_with_sources(grown, sources))) < round_loss - 0.3
 
 
 def test_objectives_reward_the_right_shapes():
