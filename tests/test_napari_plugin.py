@@ -200,9 +200,6 @@ class _FakeJob:
 
 def test_calibrate_runs_in_the_background_and_cancels(store, make_napari_viewer,
                                                       qtbot) -> None:
-    calibrate = pytest.importorskip("labloop.calibrate")
-    if not hasattr(calibrate, "calibrate_store"):
-        pytest.skip("labloop.calibrate has no calibrate_store yet")
     viewer = make_napari_viewer()
     _open(viewer, store)
     _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Run steps")

@@ -16,7 +16,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-from labloop.errors import InputError
 from labloop_napari._errors import one_line
 
 Progress = Callable[[int, int], None]
@@ -48,11 +47,8 @@ def measure(path: Path, progress: Progress) -> str:
 
 def calibrate(path: Path, progress: Progress) -> str:
     """Fit the tissue model and predict (``labloop.calibrate.calibrate_store``)."""
-    try:
-        from labloop.calibrate import calibrate_store
-    except ImportError:
-        raise InputError("this labloop has no calibration (labloop.calibrate.calibrate_store)"
-                         ) from None
+    from labloop.calibrate import calibrate_store
+
     calibrate_store(path, progress=progress)
     return "tissue model fitted; prediction written"
 
