@@ -7,7 +7,8 @@ tables and writes ``benchmarks/results/track.json``. Parts:
    turned into detections with localisation noise σ = 0.25 µm (xy), 0.5 µm (z), 2 %
    missed and 2 % spurious (seeds 0, 1, 2), and the exact positions. labloop versus
    ``trackpy.link`` and ``laptrack`` on the very same detections; both baselines are
-   tuned on seed 0 over a small grid (best edge F1) and that setting is used for all.
+   tuned on seed 0 over a small grid (best edge F1) and that setting is used for all;
+   labloop also runs with gap closing (links over one missed frame).
    Scored with :mod:`labloop.evaluate` (traccuracy), matching radius 3 µm.
 2. **Simulated movies through the detector** (labloop.detect) at SNR 2 and 4, when
    the detector and its weights are available; otherwise skipped and said so.
@@ -39,7 +40,13 @@ from labloop.evaluate import calibration
 from labloop.evaluate.tracking import compare_lineages
 from labloop.lineage import Lineage
 from labloop.synth import SynthConfig, simulate_cells
-from labloop.track import DetectionNoise, perturb_detections, track
+from labloop.track import (
+    CandidateSettings,
+    DetectionNoise,
+    TrackSettings,
+    perturb_detections,
+    track,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 CE_GEFF = ROOT.parent / "shared" / "data" / "ctc-Fluo-N3DH-CE-01-GT.geff"
@@ -50,6 +57,8 @@ RADIUS_UM = 3.0
 NOISE = DetectionNoise(sigma_xy_um=0.25, sigma_z_um=0.5, miss_rate=0.02, spurious_rate=0.02)
 EXACT = DetectionNoise(sigma_xy_um=0.0, sigma_z_um=0.0, miss_rate=0.0, spurious_rate=0.0)
 SEEDS = (0, 1, 2)
+#: labloop with links that skip one frame (bridging missed detections)
+GAP_CLOSING = TrackSettings(candidates=CandidateSettings(gap_closing=True))
 TRACKPY_GRID = [{"search_range": r, "memory": m} for r in (2.0, 3.0, 4.0) for m in (0, 1)]
 LAPTRACK_GRID = [{"cutoff_um": r, "splitting_cutoff_um": s}
                  for r in (2.0, 3.0, 4.0) for s in (None, 4.0)]
@@ -160,6 +169,10 @@ def real_motion(report: dict[str, Any]) -> None:
         div_ok = division_correct(truth, lineage, correct)
         p_div = lineage.nodes.loc[lineage.divisions, "division_probability"].to_numpy()
         calib_divs[name] = calibration(1 - p_div, ~div_ok)
+        start = time.perf_counter()
+        bridged = track(detections, frame_interval_h=CE_FRAME_INTERVAL_H, settings=GAP_CLOSING)
+        row["labloop gap closing"] = {**score(truth, bridged)[0],
+                                      "time_s": time.perf_counter() - start}
         for method, runner in (("trackpy", run_trackpy), ("laptrack", run_laptrack)):
             start = time.perf_counter()
             other = runner(detections, interval=CE_FRAME_INTERVAL_H, **best[method])

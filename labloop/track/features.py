@@ -200,6 +200,23 @@ def gap(ctx: CueContext) -> np.ndarray:
     return (ctx.cand.dt > 1).astype(np.float64)
 
 
+def gap_middle_source(ctx: CueContext) -> np.ndarray:
+    """For a link that skips a frame: log distance (spacings) from its source to the
+    nearest detection of the skipped frame; 0 for other links.
+
+    Small when the middle nucleus was detected (then the gap would replace two right
+    links by one), about a neighbour distance when it was missed.
+    """
+    near = _skip_distance(ctx, 1)[ctx.cand.source]
+    return np.where(ctx.cand.dt > 1, np.log(near + LOG_DISPLACEMENT_OFFSET), 0.0)
+
+
+def gap_middle_target(ctx: CueContext) -> np.ndarray:
+    """Like :func:`gap_middle_source`, from the target back to the skipped frame."""
+    near = _skip_distance(ctx, -1)[ctx.cand.target]
+    return np.where(ctx.cand.dt > 1, np.log(near + LOG_DISPLACEMENT_OFFSET), 0.0)
+
+
 LINK_CUES: dict[str, Cue] = {
     "displacement": displacement,
     "displacement_squared": displacement_squared,
@@ -213,6 +230,8 @@ LINK_CUES: dict[str, Cue] = {
     "intensity_change": intensity_change,
     "volume_change": volume_change,
     "gap": gap,
+    "gap_middle_source": gap_middle_source,
+    "gap_middle_target": gap_middle_target,
 }
 
 

@@ -33,7 +33,10 @@ class CandidateSettings:
         Absolute cap on a link's drift-corrected length (µm); ``None`` for none.
     gap_closing
         Also propose links t→t+2 that skip one frame (a missed detection). Off by
-        default: a closed gap is one link where the truth has two.
+        default: a closed gap is one link where the truth has two, so link-level
+        scores count it wrong. On the noisy C. elegans benchmark (2 % missed) it
+        raises division F1 from 0.66 to 0.69 (fewer neighbours "divide" to adopt
+        an orphan) and lowers edge F1 from 0.973 to 0.968.
     spacing_neighbours
         Same-frame neighbours whose median distance is the local spacing ``s``.
     drift_neighbours
