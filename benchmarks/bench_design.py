@@ -9,9 +9,12 @@ cap on its −x side; adhesion 1 µm²/h, motility 0.1 µm²/h) grows for 24 h (
 steps of 0.25 h). The gene network (3 genes: ``W, b, u, r, γ``) and its
 division read-out (``v, b_λ``) start from random couplings (one draw per seed);
 ``λ_max = 0.2/h`` is frozen. Adam (lr 0.1) minimises
-``−½ log(E[(x − x_s)²] / σ²_⊥)`` of the proliferating cells at 24 h (second
-moment along x about the sources' centroid: only growth away from the sources
-pays; :func:`labloop.design.extension_loss`), 4 replicates per iteration, with the
+``−½ log(E[(x − x_s)²] / σ²_⊥) + (N/120 − 1)²`` at 24 h: the first term is the
+second moment of the proliferating cells along x about the sources' centroid
+(only growth away from the sources pays; :func:`labloop.design.extension_loss`),
+the second holds the final size near 120 cells, as the reference fixes the final
+cell number and lets the network decide only *where* cells divide (without it
+the optimiser stops all growth or overgrows). 4 replicates per iteration, with the
 expected-growth estimator through the divisions (every cell's weight carries
 the first-order change of its expected offspring). Seeds 0, 1, 2.
 Before/after: 8 fresh replicates each.
@@ -55,6 +58,7 @@ from labloop.design import (
     extension_loss,
     rate_by_distance,
     target_size_loss,
+    weighted_sum,
 )
 from labloop.tissue import (
     MechanicsParams,
@@ -73,6 +77,11 @@ N_REP = 4
 N_EVAL = 8
 RUN = {"n_frames": 8, "steps_per_frame": 12}
 TARGET_CELLS = 100.0
+#: cells the elongation design must end with (the reference fixes the final size)
+HOLD_CELLS = 120.0
+#: elongation away from the sources at (about) a fixed final size
+ELONGATE_AT_SIZE = weighted_sum((1.0, extension_loss()),
+                                (1.0, target_size_loss(HOLD_CELLS, from_frame=RUN["n_frames"])))
 MODEL = TissueModel(capacity=384, dt_h=0.25, mechanics_substeps=4,
                     division_gradient="expected_growth", neighbours="dense")
 MECHANICS = {"adhesion_um2_per_h": 1.0, "morse_width_um": 3.0, "motility_um2_per_h": 0.1}
@@ -141,7 +150,7 @@ def main() -> None:
     for seed in SEEDS:
         params = start_params(seed)
         t0 = time.perf_counter()
-        result = design(MODEL, params, initial, extension_loss(), jax.random.key(seed),
+        result = design(MODEL, params, initial, ELONGATE_AT_SIZE, jax.random.key(seed),
                         free=GENE_NETWORK, optimizer=optax.adam(0.1), n_iterations=N_ITER,
                         n_replicates=N_REP, **RUN)
         seconds = time.perf_counter() - t0

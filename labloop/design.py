@@ -112,6 +112,33 @@ def target_size_loss(target_cells: float, from_frame: int) -> Callable[[Trajecto
     return loss
 
 
+def weighted_sum(*terms: tuple[float, Callable[[Trajectory], jax.Array]]
+                 ) -> Callable[[Trajectory], jax.Array]:
+    """One objective from several: ``Σ wₖ · lossₖ(trajectory)``.
+
+    E.g. elongate away from the sources *at a fixed size*, the reference setting
+    (there the cluster grows to a set number of cells and the network only
+    decides where the divisions happen)::
+
+        weighted_sum((1.0, extension_loss()), (1.0, target_size_loss(120, from_frame=8)))
+
+    Parameters
+    ----------
+    *terms
+        ``(weight, loss)`` pairs; each loss maps a :class:`Trajectory` to a scalar.
+    """
+    if not terms:
+        raise InputError("weighted_sum needs at least one (weight, loss) term")
+    for weight, term in terms:
+        if not callable(term) or not np.isfinite(weight):
+            raise InputError("weighted_sum takes (finite weight, loss function) pairs")
+
+    def loss(trajectory: Trajectory) -> jax.Array:
+        return sum(weight * term(trajectory) for weight, term in terms)
+
+    return loss
+
+
 # ------------------------------------------------------------------ the loop
 @dataclass
 class DesignResult:
@@ -271,4 +298,4 @@ def rate_by_distance(trajectory: Trajectory, bin_width_um: float = 10.0,
 
 __all__ = ["GENE_NETWORK", "DesignResult", "design", "elongation_loss", "evaluate",
            "extension_loss",
-           "gradient_estimate", "rate_by_distance", "target_size_loss"]
+           "gradient_estimate", "rate_by_distance", "target_size_loss", "weighted_sum"]

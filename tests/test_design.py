@@ -16,6 +16,7 @@ from labloop.design import (
     extension_loss,
     rate_by_distance,
     target_size_loss,
+    weighted_sum,
 )
 from labloop.errors import InputError
 from labloop.tissue import TissueModel, default_params, initial_state, round_cluster, simulate
@@ -57,6 +58,20 @@ def test_extension_rewards_growth_away_from_the_sources():
     round_loss = float(symmetric(_with_sources(ball, sources)))
     for grown in (far, near):
         assert float(symmetric(_with_sources(grown, sources))) < round_loss - 0.3
+
+
+def test_weighted_sum_adds_weighted_terms():
+    rng = np.random.default_rng(2)
+    traj = _trajectory(rng.normal(size=(50, 3)) * np.array([1.0, 1.0, 2.0]))
+    shape_term, size_term = elongation_loss(), target_size_loss(100.0, from_frame=1)
+    combined = weighted_sum((1.0, shape_term), (3.0, size_term))
+    expected = float(shape_term(traj)) + 3.0 * float(size_term(traj))  # size term: 0.25
+    assert float(combined(traj)) == pytest.approx(expected, rel=1e-6)
+    assert float(size_term(traj)) == pytest.approx(0.25)
+    with pytest.raises(InputError):
+        weighted_sum()
+    with pytest.raises(InputError):
+        weighted_sum((float("nan"), shape_term))
 
 
 def test_objectives_reward_the_right_shapes():
