@@ -29,6 +29,8 @@ PLANES_PER_CHUNK = 16
 BACKGROUND_PERCENTILE = 5.0
 #: Converts a median absolute deviation to a Gaussian standard deviation.
 MAD_TO_SIGMA = 1.4826
+#: Distance (working voxels along x) of the voxel pairs whose differences give the noise.
+NOISE_LAG_VOXELS = 2
 #: Every n-th plane is used to estimate the noise level (speed).
 NOISE_PLANE_STRIDE = 2
 
@@ -142,8 +144,11 @@ class Normalisation:
         Background grey level (a low percentile of the working volume).
     noise_sigma
         Standard deviation of the noise in the working volume (grey levels),
-        estimated from differences of neighbouring voxels along ``x``, which
-        the smooth nuclei hardly change.
+        estimated from differences of voxels :data:`NOISE_LAG_VOXELS` apart along
+        ``x``, which the smooth nuclei hardly change. Resampling by a non-integer
+        factor correlates the noise of adjacent working voxels; differences over
+        two voxels skip that correlation, so the estimate (and hence the noise in
+        normalised units) no longer depends on the input voxel size.
     """
 
     background: float
@@ -159,9 +164,10 @@ class Normalisation:
         sample = volume[::NOISE_PLANE_STRIDE] if volume.shape[0] > 1 else volume
         background = float(torch.quantile(sample.reshape(-1)[:: max(1, sample.numel() // 2**22)],
                                           BACKGROUND_PERCENTILE / 100.0))
-        diffs = (sample[..., 1:] - sample[..., :-1]).reshape(-1)
+        lag = NOISE_LAG_VOXELS
+        diffs = (sample[..., lag:] - sample[..., :-lag]).reshape(-1)
         if diffs.numel() == 0:
-            diffs = (sample[..., 1:, :] - sample[..., :-1, :]).reshape(-1)
+            diffs = (sample[..., lag:, :] - sample[..., :-lag, :]).reshape(-1)
         sigma = 0.0
         if diffs.numel():
             centred = diffs - diffs.median()
