@@ -8,7 +8,8 @@ Per step: packed round clusters of 10², 10³, 10⁴ cells (capacity = cells +
 divisions on at λ_max = 0.05/h), warm wall time per step (after compilation)
 and the peak memory of the compiled run (XLA's buffer assignment: arguments +
 outputs + temporaries). Gradient cost: wall time of ``jax.grad`` of a shape loss
-over 20 steps divided by the forward run's, no checkpointing. Checkpointing:
+over 20 steps divided by the forward run's, no checkpointing (10² cells with the
+all-pairs search the default picks at that size, and with the cell list). Checkpointing:
 memory of the compiled gradient over 500 steps (20 frames × 25 steps) of 10³
 cells without checkpointing, per step, and per frame + step.
 """
@@ -42,10 +43,13 @@ from labloop.tissue import (
 RESULTS = Path(__file__).resolve().parent / "results"
 SIZES = (100, 1000, 10000)
 STEPS = {100: 40, 1000: 20, 10000: 10}
+#: (cells, neighbour search) of the gradient-cost rows; "dense" is what the default
+#: ``neighbours="auto"`` picks below 512 slots
+GRADIENT_CASES = ((100, "dense"), (100, "cells"), (1000, "cells"))
 
 
-def setup(n: int):
-    model = TissueModel(capacity=int(n * 1.1), neighbours="cells")
+def setup(n: int, neighbours: str = "cells"):
+    model = TissueModel(capacity=int(n * 1.1), neighbours=neighbours)
     params = default_params(n_genes=3, key=jax.random.key(0))
     params = params.replace(division=dataclasses.replace(params.division,
                                                          max_rate_per_h=jnp.asarray(0.05)))
@@ -93,8 +97,8 @@ def main() -> None:
     per_step = pd.DataFrame(rows)
 
     grad_rows = []
-    for n in (100, 1000):
-        model, params, init = setup(n)
+    for n, neighbours in GRADIENT_CASES:
+        model, params, init = setup(n, neighbours)
 
         def loss(p, k, model=model, init=init):
             final = simulate(model, p, k, init, n_frames=1, steps_per_frame=20).final
@@ -104,7 +108,8 @@ def main() -> None:
         grad = jax.jit(jax.grad(loss))
         tf = timed(fwd, params, jax.random.key(0))
         tg = timed(grad, params, jax.random.key(0))
-        grad_rows.append({"cells": n, "steps": 20, "forward_s": tf, "gradient_s": tg,
+        grad_rows.append({"cells": n, "neighbours": neighbours, "steps": 20,
+                          "forward_s": tf, "gradient_s": tg,
                           "ratio": tg / tf})
         print(grad_rows[-1], flush=True)
     ratio = pd.DataFrame(grad_rows)
