@@ -82,6 +82,10 @@ def run(stores: list[Path], workers: int) -> dict[str, Any]:
             "task_seconds": round(sum(s.seconds for s in report.stores), 2)}
 
 
+#: table wording of the comparison with the 1-worker run (None: it is that run)
+IDENTICAL_LABEL = {None: "reference", True: "yes", False: "NO"}
+
+
 def identical(a: list[Path], b: list[Path]) -> bool:
     """True when every store's detections and morphometrics are the same, value for value."""
     return all(read_table(x / "labloop" / name).equals(read_table(y / "labloop" / name))
@@ -121,7 +125,7 @@ def markdown(rows: list[dict[str, Any]], setup: dict[str, Any]) -> str:
             f"| {', '.join(map(str, row['worker_peak_memory_mib']))} "
             f"| {row['cluster_start_s']:.1f} "
             f"| {row['load_average_before']:.1f} / {row['load_average_after']:.1f} "
-            f"| {'yes' if row['identical'] else 'NO'} |")
+            f"| {IDENTICAL_LABEL[row['identical']]} |")
     return "\n".join(lines) + "\n"
 
 
@@ -147,7 +151,8 @@ def main() -> None:
             for source, copy in zip(pristine, copies[workers], strict=True):
                 shutil.copytree(source, copy)
             row = run(copies[workers], workers)
-            row["identical"] = identical(copies[1], copies[workers])
+            # the 1-worker run is the reference the others are compared with
+            row["identical"] = identical(copies[1], copies[workers]) if workers > 1 else None
             rows.append(row)
     add_ratios(rows)
     text = markdown(rows, setup)

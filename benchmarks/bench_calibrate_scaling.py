@@ -36,7 +36,7 @@ from labloop.calibrate.fit import with_values
 from labloop.tissue import TissueModel, default_params, round_cluster, simulate, to_lineage
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_calibrate import FIXED, FREE, START, TRUTH  # noqa: E402
+from bench_calibrate import FIXED, FREE, START, TRUTH
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SIZES = (25, 50, 100, 200, 400)
@@ -73,7 +73,7 @@ def fit_one(n: int) -> dict:
     return {"cells_start": n, "cells_end": int((nodes["t"] == nodes["t"].max()).sum()),
             "capacity": model.capacity,
             "neighbours": "cell list" if model.uses_cell_list else "all pairs",
-            "iterations": int(len(history)), "fit_s": round(total, 2),
+            "iterations": len(history), "fit_s": round(total, 2),
             "per_iteration_s": round(per_iteration, 3), "loss": round(fit.loss, 3)}
 
 

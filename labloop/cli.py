@@ -389,12 +389,9 @@ def calibrate(
 
     from labloop.calibrate import CalibrateSettings
     from labloop.calibrate.store import SOURCES, WITHOUT_SOURCES, StoreSettings, calibrate_store
-    from labloop.io.store import TRACKS, open_experiment
+    from labloop.io.store import open_experiment
 
-    experiment = open_experiment(store)
-    if not experiment.has(TRACKS):
-        raise InputError("the store has no tracks yet; run `labloop track` first", store)
-    has_sources = experiment.has(SOURCES)
+    has_sources = open_experiment(store).has(SOURCES)
     fit_settings = CalibrateSettings(
         free=CalibrateSettings().free if has_sources else WITHOUT_SOURCES,
         n_starts=starts, max_iterations=iterations, n_replicates=replicates, seed=seed)

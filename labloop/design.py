@@ -35,7 +35,15 @@ from labloop.tissue.gradients import (
     simulate_replicates,
 )
 from labloop.tissue.model import TissueModel
-from labloop.tissue.morphometrics import axis_elongation, cell_count, covariance, shape
+from labloop.tissue.morphometrics import (
+    axis_elongation,
+    cell_count,
+    cell_weights,
+    covariance,
+    perpendicular_variance,
+    shape,
+    unit_axis,
+)
 from labloop.tissue.params import (
     TissueParams,
     constrain,
@@ -75,22 +83,18 @@ def extension_loss(axis: tuple[float, float, float] = (0.0, 0.0, 1.0),
     cluster's own centre, so only growth *away from the sources* lowers it; growth
     next to the sources raises it. Cells enter with their ``weight``.
     """
-    n = jnp.asarray(axis, dtype=jnp.result_type(float))
-    n = n / jnp.linalg.norm(n)
+    n = unit_axis(axis, dim)
 
     def loss(trajectory: Trajectory) -> jax.Array:
         state = trajectory.final
+        position = state.position_um[:, 3 - dim:]
         is_source = state.alive & (state.cell_type == CellType.SOURCE)
-        w = jnp.where(state.alive & (state.cell_type == CellType.PROLIFERATING),
-                      state.weight, 0.0)
-        total = jnp.maximum(jnp.sum(w), 1e-12)
-        source_centre = jnp.sum(jnp.where(is_source[:, None], state.position_um, 0.0), 0) \
+        w = cell_weights(state, CellType.PROLIFERATING)
+        source_centre = jnp.sum(jnp.where(is_source[:, None], position, 0.0), 0) \
             / jnp.maximum(jnp.sum(is_source), 1)
-        along = (state.position_um - source_centre) @ n
-        second_moment = jnp.sum(w * along**2) / total
-        cov = covariance(state, dim, CellType.PROLIFERATING)
-        n_dim = n[3 - dim:]
-        sigma_perp = (jnp.trace(cov) - n_dim @ cov @ n_dim) / (dim - 1)
+        along = (position - source_centre) @ n
+        second_moment = jnp.sum(w * along**2) / jnp.maximum(jnp.sum(w), 1e-12)
+        sigma_perp = perpendicular_variance(covariance(state, dim, CellType.PROLIFERATING), n)
         return -0.5 * jnp.log(second_moment / jnp.maximum(sigma_perp, 1e-12))
 
     return loss

@@ -225,7 +225,7 @@ def test_working_grid_round_trip_and_constant_resampling():
 def test_normalised_noise_has_unit_sd_at_any_voxel_size(voxel_yx):
     # resampling by a non-integer factor correlates neighbouring voxels' noise; the
     # estimate skips that correlation (with lag-1 differences the SD was 1.16–1.43)
-    side = int(round(48 / voxel_yx))
+    side = round(48 / voxel_yx)
     config = SynthConfig(frames=1, shape=(16, side, side), voxel_size_um=(2.0, voxel_yx,
                                                                           voxel_yx),
                          n_cells=0, background_gradient=0.0, seed=4)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from labloop.io.atomic import atomic_path, temporary_sibling
-from labloop.io.store import Experiment, provenance
+from labloop.io.store import Experiment, provenance, read_record
 
 #: the batch's own folder inside ``labloop/``
 BATCH = "batch"
@@ -106,23 +106,16 @@ def is_done(experiment: Experiment, step: str, result: str, key: str) -> bool:
 
 
 def read_entry(experiment: Experiment, step: str) -> dict[str, Any] | None:
-    """The record of a finished step, or None."""
-    path = batch_path(experiment, STEPS, step, "zarr.json")
-    if not path.exists():
-        return None
-    try:
-        return dict(json.loads(path.read_text())["attributes"]["labloop"]["params"])
-    except (ValueError, KeyError, TypeError):
-        return None  # an unreadable record only means the step runs again
+    """The record of a finished step, or None (an unreadable one only means it runs again)."""
+    entry = (read_record(batch_path(experiment, STEPS, step)) or {}).get("params")
+    return dict(entry) if isinstance(entry, dict) else None
 
 
-def mark_done(experiment: Experiment, step: str, result: str, key: str,
-              params: dict[str, Any]) -> None:
+def mark_done(experiment: Experiment, step: str, result: str, key: str) -> None:
     """Record that ``step`` wrote ``result`` with fingerprint ``key`` (atomically)."""
     import zarr
 
-    entry = {"key": key, "result": result, "params": params,
-             "result_record": experiment.record(result)}
+    entry = {"key": key, "result": result, "result_record": experiment.record(result)}
     with atomic_path(batch_path(experiment, STEPS, step)) as tmp:
         group = zarr.open_group(str(tmp), mode="w", zarr_format=3)
         group.attrs["labloop"] = provenance("batch", entry)

@@ -71,5 +71,5 @@ def run_finish(path: Path, config: StepConfig, key: str, parts: list[tuple[int, 
     step = get_step(config.name)
     with _on_this_worker():
         step.finish(path, config, key, parts)
-    mark_done(open_experiment(path), step.name, step.result, key, step.params(config))
+    mark_done(open_experiment(path), step.name, step.result, key)
     return TaskResult(config.name, time.perf_counter() - started)

@@ -31,6 +31,7 @@ from labloop.calibrate.initial import initial_from_lineage
 from labloop.calibrate.observations import Observations, motion_segments, observe
 from labloop.calibrate.predict import predict, predicted_morphometrics, prediction_table
 from labloop.errors import InputError
+from labloop.io.store import PREDICTED_MORPHOMETRICS, PREDICTION
 from labloop.lineage import Lineage
 from labloop.tissue import Ellipsoid, TissueModel, TissueParams, default_params, describe
 
@@ -39,8 +40,6 @@ FIT_PARAMETERS = "fit/parameters"
 FIT_HISTORY = "fit/history"
 FIT_FITTED = "fit/fitted"
 FIT_SENSITIVITY = "fit/sensitivity"
-PREDICTION = "prediction"
-PREDICTED_MORPHOMETRICS = "predicted_morphometrics"
 
 #: parameters fitted when the store has no source cells
 WITHOUT_SOURCES = ("division.max_rate_per_h", "mechanics.motility_um2_per_h")

@@ -38,6 +38,11 @@ DETECTIONS = "detections"
 TRACKS = "tracks.geff"
 TRUTH = "truth.geff"
 MORPHOMETRICS = "morphometrics"
+#: the recalibrated model's simulated nuclei and morphometrics (``labloop calibrate``)
+PREDICTION = "prediction"
+PREDICTED_MORPHOMETRICS = "predicted_morphometrics"
+#: a curator's corrections of the lineage, in order (``labloop.track.curation``)
+CURATION = "curation"
 
 
 def provenance(step: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -108,6 +113,20 @@ def read_table(path: str | Path) -> pd.DataFrame:
         raise InputError(f"table cannot be read ({type(error).__name__}: "
                          f"{str(error).splitlines()[0][:200] if str(error) else ''})",
                          path) from error
+
+
+
+def read_record(group: str | Path) -> dict[str, Any] | None:
+    """The ``labloop`` provenance record in a zarr group's attributes.
+
+    ``None`` where the group, its ``zarr.json`` or the record is missing or
+    unreadable (callers treat that as "not done yet").
+    """
+    try:
+        record = json.loads((Path(group) / "zarr.json").read_text())["attributes"]["labloop"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return dict(record) if isinstance(record, dict) else None
 
 
 class Experiment:

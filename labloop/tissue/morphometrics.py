@@ -33,7 +33,9 @@ from labloop.tissue.state import CellType, TissueState
 UNIFORM_FACTOR = {3: 5.0, 2: 4.0}
 
 
-def _weights(state: TissueState, cell_type: int | None) -> jax.Array:
+def cell_weights(state: TissueState, cell_type: int | None = None) -> jax.Array:
+    """Each slot's weight ``wᵢ`` in counts and moments: 0 for dead slots and, when
+    ``cell_type`` is given, for cells of other types."""
     w = jnp.where(state.alive, state.weight, 0.0)
     if cell_type is not None:
         w = jnp.where(state.cell_type == cell_type, w, 0.0)
@@ -42,12 +44,12 @@ def _weights(state: TissueState, cell_type: int | None) -> jax.Array:
 
 def cell_count(state: TissueState, cell_type: int | None = None) -> jax.Array:
     """Number of cells ``Σ wᵢ`` (of one type if given); differentiable."""
-    return jnp.sum(_weights(state, cell_type))
+    return jnp.sum(cell_weights(state, cell_type))
 
 
 def covariance(state: TissueState, dim: int = 3, cell_type: int | None = None) -> jax.Array:
     """Weighted covariance of positions (µm²), ``(dim, dim)`` (``y, x`` in 2D)."""
-    w = _weights(state, cell_type)
+    w = cell_weights(state, cell_type)
     x = state.position_um[:, 3 - dim:]
     total = jnp.maximum(jnp.sum(w), 1e-12)
     centre = jnp.sum(w[:, None] * x, axis=0) / total
@@ -81,12 +83,21 @@ def axis_elongation(state: TissueState, axis: tuple[float, float, float] = (0.0,
     elongated along ``n``. Smooth (no eigen-decomposition), so a good
     objective for design.
     """
-    n = jnp.asarray(axis, dtype=state.position_um.dtype)[3 - dim:]
-    n = n / jnp.linalg.norm(n)
+    n = unit_axis(axis, dim)
     cov = covariance(state, dim, cell_type)
-    along = n @ cov @ n
-    perp = (jnp.trace(cov) - along) / (dim - 1)
-    return 0.5 * jnp.log(along / perp)
+    return 0.5 * jnp.log(n @ cov @ n / perpendicular_variance(cov, n))
+
+
+def unit_axis(axis: tuple[float, float, float], dim: int = 3) -> jax.Array:
+    """``axis`` (``z, y, x``) restricted to the model's ``dim`` axes and normalised."""
+    n = jnp.asarray(axis, dtype=jnp.result_type(float))[3 - dim:]
+    return n / jnp.linalg.norm(n)
+
+
+def perpendicular_variance(cov: jax.Array, n: jax.Array) -> jax.Array:
+    """Mean variance over the directions perpendicular to the unit vector ``n``:
+    ``(tr Σ − nᵀ Σ n) / (dim − 1)`` for a ``(dim, dim)`` covariance ``Σ``."""
+    return (jnp.trace(cov) - n @ cov @ n) / (cov.shape[0] - 1)
 
 
 # ---------------------------------------------------------------- tables

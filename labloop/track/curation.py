@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from labloop.errors import InputError
+from labloop.io.store import CURATION
 from labloop.lineage import Lineage
 from labloop.track.api import marginals_of
 from labloop.track.candidates import Candidates
@@ -45,7 +46,7 @@ from labloop.track.detections import Detections, check_detections
 from labloop.track.events import load_event_model
 from labloop.track.features import CueContext, division_pairs
 from labloop.track.output import to_lineage
-from labloop.track.problem import TrackingProblem, cue_context
+from labloop.track.problem import TrackingProblem, cue_context, event_probabilities
 from labloop.track.settings import (
     CandidateSettings,
     MarginalSettings,
@@ -58,8 +59,6 @@ from labloop.track.solve import Solution
 ACTIONS = ("accept", "cut", "relink")
 #: ``new_target`` of corrections that have none
 NO_NODE = -1
-#: name of the corrections table in an experiment store
-CURATION = "curation"
 #: frames a link may span: the next frame, or one skipped (a closed gap)
 LINK_FRAMES = (1, 2)
 
@@ -235,7 +234,7 @@ def _with_links(cand: Candidates, det: Detections, source: np.ndarray, target: n
     residual = det.pos[t] - det.pos[s] - dt[:, None] * cand.drift_um[s]
     return Candidates(np.concatenate([cand.source, s]), np.concatenate([cand.target, t]),
                       np.concatenate([cand.dt, dt]),
-                      np.concatenate([cand.residual_um, residual]).reshape(-1, 3),
+                      np.concatenate([cand.residual_um, residual]),
                       cand.spacing_um, cand.drift_um)
 
 
@@ -249,13 +248,9 @@ def _curated_problem(det: Detections, links: tuple[np.ndarray, np.ndarray],
     cand = cand.take(~np.isin(_keys(cand.source, cand.target, det.n), _keys(*cut, det.n)))
     full = CueContext(det=det, cand=cand, max_displacement_spacing=ctx.max_displacement_spacing,
                       box_um=ctx.box_um)
-    p_link = model.link_probability(full)
     required = np.isin(_keys(cand.source, cand.target, det.n), _keys(*links, det.n))
-    keep = (p_link >= settings.candidates.min_link_probability) | required
-    kept = CueContext(det=det, cand=cand.take(keep),
-                      max_displacement_spacing=ctx.max_displacement_spacing,
-                      box_um=ctx.box_um, link_probability=p_link[keep])
-    probability = model.probabilities(kept)
+    kept, probability = event_probabilities(full, model, settings.candidates.min_link_probability,
+                                            required)
     costs = event_costs(det, kept.cand, probability, division_pairs(kept), settings.solver,
                         model.cost_offsets)
     return TrackingProblem(det, kept.cand, probability, costs, settings, model)
@@ -319,7 +314,7 @@ def _keep_far(new: Lineage, old: Lineage, near_ids: set[int]) -> Lineage:
     for column in ("division_probability", "false_positive_probability"):
         if column in old.nodes.columns:
             nodes.loc[far_nodes, column] = old.nodes.loc[far_nodes, column].to_numpy()
-    edges = new.edges.drop(columns=["error_probability"])
+    edges = new.edges.copy()
     before = old.edges.set_index(["source", "target"])["probability"]
     index = pd.MultiIndex.from_frame(edges[["source", "target"]])
     far = ~(edges["source"].isin(near_ids) | edges["target"].isin(near_ids)).to_numpy()
@@ -417,7 +412,7 @@ def apply_corrections(detections: pd.DataFrame, lineage: Lineage,
     near = _neighbourhood(cand, det.n, row[sorted(links.touched)].to_numpy(dtype=np.int64),
                           curation.neighbourhood_hops)
     new = _keep_far(new, lineage, set(ids[near].tolist()))
-    edges = new.edges.drop(columns=["error_probability"])
+    edges = new.edges.copy()
     key = pd.MultiIndex.from_frame(edges[["source", "target"]])
     is_pinned = key.isin(pd.MultiIndex.from_tuples(sorted(links.pinned), names=key.names)) \
         if links.pinned else np.zeros(len(edges), dtype=bool)

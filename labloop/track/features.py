@@ -200,6 +200,17 @@ def gap(ctx: CueContext) -> np.ndarray:
     return (ctx.cand.dt > 1).astype(np.float64)
 
 
+def _gap_middle(ctx: CueContext, ends: np.ndarray, step: int) -> np.ndarray:
+    """For links that skip a frame: log distance (spacings) from their ``ends`` to the
+    nearest detection of the skipped frame, ``step`` frames away; 0 for other links."""
+    out = np.zeros(ctx.cand.n)
+    skips = ctx.cand.dt > 1
+    if skips.any():  # without gap closing there are none: skip the KD-tree passes
+        near = _skip_distance(ctx, step)[ends[skips]]
+        out[skips] = np.log(near + LOG_DISPLACEMENT_OFFSET)
+    return out
+
+
 def gap_middle_source(ctx: CueContext) -> np.ndarray:
     """For a link that skips a frame: log distance (spacings) from its source to the
     nearest detection of the skipped frame; 0 for other links.
@@ -207,14 +218,12 @@ def gap_middle_source(ctx: CueContext) -> np.ndarray:
     Small when the middle nucleus was detected (then the gap would replace two right
     links by one), about a neighbour distance when it was missed.
     """
-    near = _skip_distance(ctx, 1)[ctx.cand.source]
-    return np.where(ctx.cand.dt > 1, np.log(near + LOG_DISPLACEMENT_OFFSET), 0.0)
+    return _gap_middle(ctx, ctx.cand.source, 1)
 
 
 def gap_middle_target(ctx: CueContext) -> np.ndarray:
     """Like :func:`gap_middle_source`, from the target back to the skipped frame."""
-    near = _skip_distance(ctx, -1)[ctx.cand.target]
-    return np.where(ctx.cand.dt > 1, np.log(near + LOG_DISPLACEMENT_OFFSET), 0.0)
+    return _gap_middle(ctx, ctx.cand.target, -1)
 
 
 LINK_CUES: dict[str, Cue] = {

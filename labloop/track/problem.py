@@ -80,15 +80,19 @@ def cue_context(det: Detections, settings: TrackSettings,
                       box_um=imaged_box(det, image_shape_um))
 
 
-def event_probabilities(ctx: CueContext, model: EventModel, min_link_probability: float
+def event_probabilities(ctx: CueContext, model: EventModel, min_link_probability: float,
+                        required: np.ndarray | None = None
                         ) -> tuple[CueContext, dict[str, np.ndarray]]:
     """Link probabilities, pruning of hopeless links, then every other event's probability.
 
     Returns the context restricted to the kept candidates (with its link
-    probabilities) and the probabilities of all events on it.
+    probabilities) and the probabilities of all events on it. Candidates flagged
+    in ``required`` (e.g. links a curator accepted) are kept however improbable.
     """
     p_link = model.link_probability(ctx)
     keep = p_link >= min_link_probability
+    if required is not None:
+        keep |= required
     kept = CueContext(det=ctx.det, cand=ctx.cand.take(keep),
                       max_displacement_spacing=ctx.max_displacement_spacing,
                       box_um=ctx.box_um, link_probability=p_link[keep])

@@ -501,7 +501,8 @@ def write_card(model: EventModel, path: Path) -> None:
         f"{meta['n_detections']['calibration']} (calibration). "
         "No real data (in particular not the C. elegans embryo) was used.", "",
         "Labels: a candidate link is right when its ends are the two ends of a truth "
-        "link; a link that skips a frame (gap closing, 30 % of the scenarios) only when "
+        "link; a link that skips a frame (gap closing, in "
+        f"{meta['training_settings']['gap_closing_share']:.0%} of the scenarios) only when "
         "its ends are two links apart in the truth *and the nucleus in between was not "
         "detected*. The cues `gap_middle_source` / `gap_middle_target` (distance to the "
         "nearest detection of the skipped frame) let the link model tell the two apart.",

@@ -29,12 +29,11 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from labloop.io.store import MORPHOMETRICS, open_experiment
+from labloop.io.store import MORPHOMETRICS, PREDICTED_MORPHOMETRICS, open_experiment
 from labloop_napari._errors import one_line
 from labloop_napari._layers import PREDICTION_KINDS
 from labloop_napari._viewer import current_store, grid, layer_store
 
-PREDICTED_MORPHOMETRICS = "predicted_morphometrics"
 #: layers shown in the observed view of the grid, bottom to top
 OBSERVED_KINDS = ("image", "detections", "tracks")
 OBSERVED_STYLE: dict[str, Any] = {"color": "tab:blue", "label": "observed"}

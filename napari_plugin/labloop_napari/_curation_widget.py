@@ -67,6 +67,7 @@ class CurationWidget(QWidget):
         self.viewer = napari_viewer
         self.store: Path | None = None
         self.lineage: Lineage | None = None
+        self.voxel_size_um: tuple[float, float, float] = (1.0, 1.0, 1.0)
         self.queue = pd.DataFrame()
         self.position = 0
         self.busy = False
@@ -110,6 +111,7 @@ class CurationWidget(QWidget):
             experiment = open_experiment(self.store) if self.store is not None else None
             if experiment is not None and experiment.has(TRACKS):
                 self.lineage = experiment.read_tracks()
+                self.voxel_size_um = experiment.image.voxel_size_um
         except Exception as error:  # a broken store: say so, keep the viewer going
             show_error(f"curation: {one_line(error)}")
         self.position = 0
@@ -185,10 +187,9 @@ class CurationWidget(QWidget):
             camera(self.viewer).center = tuple(middle)
 
     def _highlight(self, nodes: pd.DataFrame) -> None:
-        if self.store is None:
+        if self.store is None or self.lineage is None:
             return
-        experiment = open_experiment(self.store)
-        data = voxel_points(nodes, experiment.image.voxel_size_um)
+        data = voxel_points(nodes, self.voxel_size_um)
         layer = find_layer(self.viewer, self.store, HIGHLIGHT)
         detections = find_layer(self.viewer, self.store, "detections")
         size = HIGHLIGHT_SIZE * (float(np.mean(detections.size)) if detections is not None
@@ -199,7 +200,7 @@ class CurationWidget(QWidget):
             return
         active = self.viewer.layers.selection.active
         self.viewer.add_points(data, name="current link", size=size,
-                               scale=(1.0, *experiment.image.voxel_size_um),
+                               scale=(1.0, *self.voxel_size_um),
                                face_color="transparent", border_color="white",
                                border_width=0.06, **common_kwargs(self.store, HIGHLIGHT))
         if active is not None:

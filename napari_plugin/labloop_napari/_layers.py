@@ -22,15 +22,13 @@ from napari.utils.colormaps import Colormap
 from scipy.spatial import cKDTree
 
 from labloop.io.images import AXES
-from labloop.io.store import DETECTIONS, TRACKS, TRUTH, Experiment
+from labloop.io.store import DETECTIONS, PREDICTION, TRACKS, TRUTH, Experiment
 from labloop.lineage import SPATIAL_COLUMNS, Lineage
 
 LayerData = tuple[Any, dict[str, Any], str]
 
 #: metadata key of labloop's layers
 META_KEY = "labloop"
-#: store table of the simulated prediction (written by ``labloop.calibrate``)
-PREDICTION = "prediction"
 #: the layers of a store, bottom to top
 KINDS = ("image", "detections", "tracks", "truth", "prediction", "prediction_cells")
 #: layers that show the prediction

@@ -22,7 +22,14 @@ import pandas as pd
 from labloop.batch.ledger import batch_path, ensure_group
 from labloop.batch.steps.base import Step, StepConfig
 from labloop.errors import InputError
-from labloop.io.store import DETECTIONS, Experiment, open_experiment, provenance, read_table
+from labloop.io.store import (
+    DETECTIONS,
+    Experiment,
+    open_experiment,
+    provenance,
+    read_record,
+    read_table,
+)
 from labloop.io.store import write_table as write_table_at
 
 #: cache of finished windows inside ``labloop/batch``
@@ -73,16 +80,8 @@ def _window_path(experiment: Experiment, part: tuple[int, int]) -> Path:
 
 def _cached_window(path: Path, key: str) -> bool:
     """True when a window table exists and was made with fingerprint ``key``."""
-    import json
-
-    meta = path / "zarr.json"
-    if not meta.exists():
-        return False
-    try:
-        record = json.loads(meta.read_text())["attributes"]["labloop"]
-    except (ValueError, KeyError, TypeError):
-        return False
-    return bool(record.get("params", {}).get("key") == key)
+    record = read_record(path)
+    return record is not None and record.get("params", {}).get("key") == key
 
 
 class DetectStep(Step):
