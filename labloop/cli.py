@@ -389,9 +389,12 @@ def calibrate(
 
     from labloop.calibrate import CalibrateSettings
     from labloop.calibrate.store import SOURCES, WITHOUT_SOURCES, StoreSettings, calibrate_store
-    from labloop.io.store import open_experiment
+    from labloop.io.store import TRACKS, open_experiment
 
-    has_sources = open_experiment(store).has(SOURCES)
+    experiment = open_experiment(store)
+    if not experiment.has(TRACKS):  # before the progress bar, so the error is one line
+        raise InputError("the store has no tracks yet; run `labloop track` first", store)
+    has_sources = experiment.has(SOURCES)
     fit_settings = CalibrateSettings(
         free=CalibrateSettings().free if has_sources else WITHOUT_SOURCES,
         n_starts=starts, max_iterations=iterations, n_replicates=replicates, seed=seed)
