@@ -170,6 +170,7 @@ def design(model: TissueModel, params: TissueParams, initial: TissueState,
            free: Sequence[str] = GENE_NETWORK, optimizer: Any = None,
            n_iterations: int = 50, n_replicates: int = 4, estimator: str | None = None,
            n_frames: int = 8, steps_per_frame: int = 12, checkpoint: str | None = None,
+           common_random_numbers: bool = False,
            callback: Callable[[int, float], None] | None = None) -> DesignResult:
     """Optimise ``params`` (only the leaves matching ``free``) to minimise ``E[loss_fn]``.
 
@@ -193,6 +194,13 @@ def design(model: TissueModel, params: TissueParams, initial: TissueState,
         ``"expected_growth"``, else ``"score"``).
     n_frames, steps_per_frame, checkpoint
         Passed to :func:`labloop.tissue.simulate`.
+    common_random_numbers
+        Reuse the same ``n_replicates`` random streams (division draws, motility,
+        division axes) in every iteration instead of fresh ones. The objective is
+        then one fixed sample average, so successive steps compare like with like
+        and the optimiser is not chasing replicate noise (sample-average
+        approximation); check the result on fresh replicates (:func:`evaluate`),
+        as it may fit the particular streams.
     callback
         Called as ``callback(iteration, loss)``.
     """
@@ -232,7 +240,10 @@ def design(model: TissueModel, params: TissueParams, initial: TissueState,
             jnp.std(losses), norm
 
     rows = []
-    for i, k in enumerate(jax.random.split(key, n_iterations)):
+    iteration_keys = jax.random.split(key, n_iterations)
+    if common_random_numbers:
+        iteration_keys = jnp.broadcast_to(iteration_keys[0], iteration_keys.shape)
+    for i, k in enumerate(iteration_keys):
         start = time.perf_counter()
         raw, opt_state, loss, spread, norm = iteration(raw, opt_state, k)
         loss = float(loss)
@@ -242,7 +253,8 @@ def design(model: TissueModel, params: TissueParams, initial: TissueState,
             callback(i, loss)
     return DesignResult(constrain(raw), pd.DataFrame(rows), params,
                         {"free": list(free), "estimator": estimator,
-                         "n_replicates": n_replicates, **sim})
+                         "n_replicates": n_replicates,
+                         "common_random_numbers": common_random_numbers, **sim})
 
 
 # ------------------------------------------------------------------ read-outs

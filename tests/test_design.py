@@ -108,3 +108,23 @@ def test_design_updates_only_the_free_parameters():
     assert list(profile.columns) == ["bin_lo_um", "bin_hi_um", "rate_per_h", "growth_factor",
                                      "n"]
     assert profile["n"].sum() > 0
+
+
+@pytest.mark.parametrize("common", [True, False])
+def test_common_random_numbers_reuse_the_replicates(common: bool):
+    # with a zero step the parameters never change, so the loss changes between
+    # iterations only if the replicates' random streams do
+    model = TissueModel(capacity=24, division_gradient="expected_growth", dt_h=0.5)
+    params = default_params(n_genes=2, key=jax.random.key(0))
+    params = params.replace(division=dataclasses.replace(params.division,
+                                                         max_rate_per_h=jnp.asarray(0.5)))
+    init = round_cluster(model, 8, n_sources=2, n_genes=2, key=jax.random.key(1))
+    result = design(model, params, init, elongation_loss(), jax.random.key(2),
+                    optimizer=optax.sgd(0.0), n_iterations=3, n_replicates=2, n_frames=2,
+                    steps_per_frame=2, common_random_numbers=common)
+    losses = result.history["loss"].to_numpy()
+    assert result.settings["common_random_numbers"] is common
+    if common:
+        np.testing.assert_array_equal(losses, losses[0])
+    else:
+        assert np.unique(losses).size == 3
