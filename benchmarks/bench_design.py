@@ -117,7 +117,6 @@ def start_params(seed: int):
     return p.replace(division=division, mechanics=mechanics)
 
 
-
 def estimator_variance() -> dict:
     """Per-parameter variance of single-replicate score-function gradients, with and
     without the leave-one-out baseline (16 replicates, 20 cells, 12 h)."""

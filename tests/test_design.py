@@ -87,12 +87,18 @@ def test_objectives_reward_the_right_shapes():
         target_size_loss(0.0, 1)
 
 
-def test_design_updates_only_the_free_parameters():
-    model = TissueModel(capacity=24, division_gradient="straight_through", dt_h=0.5)
+def _tiny_cluster(division_gradient: str, max_rate_per_h: float):
+    """A 2-gene model, random parameters and an 8-cell cluster with 2 sources."""
+    model = TissueModel(capacity=24, division_gradient=division_gradient, dt_h=0.5)
     params = default_params(n_genes=2, key=jax.random.key(0))
-    params = params.replace(division=dataclasses.replace(params.division,
-                                                         max_rate_per_h=jnp.asarray(0.3)))
+    params = params.replace(division=dataclasses.replace(
+        params.division, max_rate_per_h=jnp.asarray(max_rate_per_h)))
     init = round_cluster(model, 8, n_sources=2, n_genes=2, key=jax.random.key(1))
+    return model, params, init
+
+
+def test_design_updates_only_the_free_parameters():
+    model, params, init = _tiny_cluster("straight_through", 0.3)
     result = design(model, params, init, elongation_loss(), jax.random.key(2),
                     optimizer=optax.adam(0.1), n_iterations=2, n_replicates=2, n_frames=2,
                     steps_per_frame=2)
@@ -114,11 +120,7 @@ def test_design_updates_only_the_free_parameters():
 def test_common_random_numbers_reuse_the_replicates(common: bool):
     # with a zero step the parameters never change, so the loss changes between
     # iterations only if the replicates' random streams do
-    model = TissueModel(capacity=24, division_gradient="expected_growth", dt_h=0.5)
-    params = default_params(n_genes=2, key=jax.random.key(0))
-    params = params.replace(division=dataclasses.replace(params.division,
-                                                         max_rate_per_h=jnp.asarray(0.5)))
-    init = round_cluster(model, 8, n_sources=2, n_genes=2, key=jax.random.key(1))
+    model, params, init = _tiny_cluster("expected_growth", 0.5)
     result = design(model, params, init, elongation_loss(), jax.random.key(2),
                     optimizer=optax.sgd(0.0), n_iterations=3, n_replicates=2, n_frames=2,
                     steps_per_frame=2, common_random_numbers=common)

@@ -115,7 +115,6 @@ def read_table(path: str | Path) -> pd.DataFrame:
                          path) from error
 
 
-
 def read_record(group: str | Path) -> dict[str, Any] | None:
     """The ``labloop`` provenance record in a zarr group's attributes.
 
