@@ -8,22 +8,29 @@ import sys
 import warnings
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
 
 from labloop.calibrate import (
+    DIVISION_LAW,
     CalibrateSettings,
+    Derived,
+    derived_intervals,
+    division_rate_at,
     initial_from_lineage,
     motion_segments,
     observe,
     recalibrate,
+    steady_gene_levels,
     steps_per_frame,
     with_values,
 )
 from labloop.errors import InputError
 from labloop.lineage import Lineage
 from labloop.tissue import TissueModel, default_params, round_cluster, simulate, to_lineage
+from labloop.tissue.gene_network import gene_rate
 
 MODEL = TissueModel(capacity=64, dt_h=0.25, mechanics_substeps=2, neighbours="dense")
 
@@ -86,6 +93,10 @@ def test_recalibrate_recovers_motility_and_flags_what_the_data_miss() -> None:
     sens = fit.sensitivity.query("term == 'msd_excess_um2'").set_index("parameter")
     assert sens.loc["mechanics.motility_um2_per_h", "sensitivity"] > 0
     assert calls and calls[-1] == settings.max_iterations
+    # the division law was frozen: derived rates are reported as fixed, not measured
+    derived = fit.derived().set_index("name")
+    assert not derived["depends_on_free"].any()
+    np.testing.assert_allclose(derived["lower"], derived["upper"])
 
 
 def test_recalibrate_is_deterministic_for_a_seed() -> None:
@@ -98,6 +109,48 @@ def test_recalibrate_is_deterministic_for_a_seed() -> None:
     b = recalibrate(observed, MODEL, params, initial, settings)
     pd.testing.assert_frame_equal(a.history, b.history)
     pd.testing.assert_frame_equal(a.intervals, b.intervals)
+
+
+DIVISION_TRUTH = {"division.max_rate_per_h": 0.25, "division.output_weights": [4.0],
+                  "division.output_bias": -2.0, "gene.input_weights": [-3.0],
+                  "gene.bias": [1.5]}
+
+
+def test_steady_gene_levels_solve_the_network_at_fixed_growth_factor() -> None:
+    one = with_values(default_params(1), **DIVISION_TRUTH)
+    for c in (0.0, 1.0):  # one gene, r = γ = 1: x* = σ(u c + b)
+        expected = 1 / (1 + np.exp(-(-3.0 * c + 1.5)))
+        assert float(steady_gene_levels(one, c)[0]) == pytest.approx(expected, rel=1e-4)
+        assert float(division_rate_at(one, c)) == pytest.approx(
+            0.25 / (1 + np.exp(-(4.0 * expected - 2.0))), rel=1e-4)
+    coupled = default_params(3, key=jax.random.key(4), scale=0.8)
+    x = steady_gene_levels(coupled, 0.7)[None]
+    assert np.abs(np.asarray(gene_rate(x, jnp.array([0.7]), coupled.gene))).max() < 1e-4
+
+
+def test_derived_intervals_agree_with_sampling_the_laplace_posterior() -> None:
+    params = with_values(default_params(1), **DIVISION_TRUTH)
+    free = ("division.max_rate_per_h", "division.output_weights")
+    names = ["division.max_rate_per_h", "division.output_weights"]
+    cov = np.array([[0.04, -0.03], [-0.03, 0.09]])  # log λ_max, v
+    table = derived_intervals(params, pd.DataFrame(cov, index=names, columns=names), free,
+                              {**DIVISION_LAW, "max_rate": Derived(
+                                  lambda p: p.division.max_rate_per_h, "1/h")}).set_index("name")
+    # a derived quantity equal to a positive parameter gets that parameter's interval
+    sd = np.sqrt(cov[0, 0])
+    assert table.loc["max_rate", "lower"] == pytest.approx(0.25 * np.exp(-1.6449 * sd))
+    assert table.loc["max_rate", "upper"] == pytest.approx(0.25 * np.exp(1.6449 * sd))
+    # the delta method against draws from the same Gaussian in optimiser space
+    draws = np.random.default_rng(0).multivariate_normal([np.log(0.25), 4.0], cov, 4000)
+    rate = np.exp(draws[:, 0]) / (1 + np.exp(-(draws[:, 1] / (1 + np.exp(-1.5)) - 2.0)))
+    row = table.loc["division_rate_without_growth_factor_per_h"]
+    assert row["depends_on_free"]
+    assert row["value"] == pytest.approx(0.25 / (1 + np.exp(-(4 / (1 + np.exp(-1.5)) - 2))))
+    lo, hi = np.quantile(rate, [0.05, 0.95])
+    assert row["lower"] == pytest.approx(lo, rel=0.05)
+    assert row["upper"] == pytest.approx(hi, rel=0.05)
+    with pytest.raises(InputError, match="free parameters have 2 entries"):
+        derived_intervals(params, pd.DataFrame(np.eye(3)), free, DIVISION_LAW)
 
 
 def test_time_step_must_divide_the_frame_interval() -> None:

@@ -4,10 +4,18 @@
 their uncertainty), ``recalibrate`` fits the free parameters of the JAX tissue
 model to them by gradients (optax, several starts, early stopping) and returns
 a :class:`Fit` with a Laplace uncertainty, sensitivities and identifiability
-notes; ``predict`` simulates forward from the fitted parameters;
+notes (and, via :func:`derived_intervals`, intervals for quantities such as the
+division rate without growth factor); ``predict`` simulates forward from the fitted parameters;
 ``calibrate_store`` does all of it on an experiment store.
 """
 
+from labloop.calibrate.derived import (
+    DIVISION_LAW,
+    Derived,
+    derived_intervals,
+    division_rate_at,
+    steady_gene_levels,
+)
 from labloop.calibrate.fit import (
     DEFAULT_FREE,
     CalibrateSettings,
@@ -22,8 +30,8 @@ from labloop.calibrate.loss import gaussian_loss, standardised_residuals
 from labloop.calibrate.observations import Observations, motion_segments, observe
 from labloop.calibrate.store import StoreSettings, calibrate_store
 
-__all__ = ["DEFAULT_FREE", "CalibrateSettings", "Experiment", "Fit", "Observations",
-           "StoreSettings", "calibrate_store",
-           "cell_radius_from", "gaussian_loss", "initial_from_lineage", "motion_segments",
-           "observe", "recalibrate", "standardised_residuals", "steps_per_frame",
-           "with_values"]
+__all__ = ["DEFAULT_FREE", "DIVISION_LAW", "CalibrateSettings", "Derived", "Experiment",
+           "Fit", "Observations", "StoreSettings", "calibrate_store", "cell_radius_from",
+           "derived_intervals", "division_rate_at", "gaussian_loss", "initial_from_lineage",
+           "motion_segments", "observe", "recalibrate", "standardised_residuals",
+           "steady_gene_levels", "steps_per_frame", "with_values"]

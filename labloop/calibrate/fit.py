@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 from jax.flatten_util import ravel_pytree
 
+from labloop.calibrate.derived import DIVISION_LAW, Derived, derived_intervals
 from labloop.calibrate.loss import Loss, gaussian_loss, standardised_residuals
 from labloop.calibrate.observations import TERMS, Observations
 from labloop.calibrate.statistics import model_terms
@@ -146,6 +147,12 @@ class Fit:
                          f"{row.upper:.4g}] {row.unit}")
         lines += [f"  note: {n}" for n in self.identifiability]
         return "\n".join(lines)
+
+    def derived(self, quantities: Mapping[str, Derived] | None = None) -> pd.DataFrame:
+        """Derived quantities (default: :data:`.derived.DIVISION_LAW`) with 90 % intervals
+        from this fit's Laplace covariance; see :func:`.derived.derived_intervals`."""
+        return derived_intervals(self.params, self.covariance, self.settings.free,
+                                 DIVISION_LAW if quantities is None else quantities)
 
 
 @dataclass(frozen=True)
