@@ -3,14 +3,19 @@
 Run ``python benchmarks/bench_calibrate_information.py`` (about 4 minutes on 2
 cores). Writes ``benchmarks/results/calibrate_information.json`` and ``.md``.
 
-For each movie size, a cluster with a sixth of its cells as sources grows
-under the recovery benchmark's true parameters (``bench_calibrate.TRUTH``), its
-true lineage is observed every 0.5 h, and :func:`labloop.calibrate.recalibrate`
-is evaluated *at the truth* (one start, one iteration: no optimisation), so its
-Laplace covariance is the information the movie carries about the four
-parameters, free of optimiser error. Reported: the 90 % interval, its relative
-half-width, and how many times more information a ±10 % half-width would need
-(``(half-width / 0.10)²``, since the variance falls as 1 / information).
+For each experiment design — one movie of 40 cells over 8 h, one of 150 cells
+over 16 h, and the recovery benchmark's pair (150 cells with sources over 16 h
+plus a 100-cell control without sources over 8 h, fitted jointly) — clusters
+grow under the recovery benchmark's true parameters (``bench_calibrate.TRUTH``),
+their true lineages are observed every 0.5 h, and
+:func:`labloop.calibrate.recalibrate` is evaluated *at the truth* (one start,
+one iteration: no optimisation), so its Laplace covariance is the information
+the movies carry about the four parameters, free of optimiser error. The
+division law is also reported as the movies pin it down (``DIVISION_LAW``: the
+rate without growth factor and its fold change at unit growth factor; delta
+method). Reported: the 90 % interval, its relative half-width, and how many
+times more information a ±10 % half-width would need (``(half-width / 0.10)²``,
+since the variance falls as 1 / information).
 """
 
 from __future__ import annotations
@@ -31,15 +36,17 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_calibrate import FIXED, FREE, TRUTH
+from bench_calibrate import FIXED, FREE, MOVIES, TRUTH
 
 from labloop.calibrate import (
+    DIVISION_LAW,
     CalibrateSettings,
+    Experiment,
     initial_from_lineage,
     observe,
     recalibrate,
+    with_values,
 )
-from labloop.calibrate.fit import with_values
 from labloop.tissue import (
     TissueModel,
     default_params,
@@ -49,38 +56,55 @@ from labloop.tissue import (
 )
 
 RESULTS = Path(__file__).resolve().parent / "results"
-#: (cells at the start, hours filmed, model capacity)
-SIZES = ((40, 8.0, 192), (150, 16.0, 640))
+#: design name → model capacity and its movies (cells at the start, source cells, hours)
+DESIGNS = {
+    "40 cells, 8 h": (192, [(40, 6, 8.0)]),
+    "150 cells, 16 h": (640, [(150, 21, 16.0)]),
+    "150 cells, 16 h + control 100 cells, 8 h": (
+        640, [(n, s, frames * 0.5) for n, s, frames in MOVIES.values()]),
+}
 FRAME_INTERVAL_H = 0.5
 TARGET_HALF_WIDTH = 0.10
 AT_TRUTH = CalibrateSettings(free=FREE, n_starts=1, max_iterations=1, patience=1)
 
 
-def information_row(n_cells: int, hours: float, capacity: int) -> list[dict]:
-    """Laplace intervals at the truth for one movie size, one row per parameter."""
-    model = TissueModel(capacity=capacity, dt_h=0.25, mechanics_substeps=2,
-                        neighbours="dense")
-    truth = with_values(default_params(1), **TRUTH, **FIXED)
-    start = round_cluster(model, n_cells, n_sources=max(6, n_cells // 7), n_genes=1,
-                          key=jax.random.key(100))
-    trajectory = simulate(model, truth, jax.random.key(0), start,
+def experiment(model: TissueModel, truth, n_cells: int, n_sources: int, hours: float,
+               index: int) -> tuple[Experiment, int]:
+    """One simulated movie's true lineage as an experiment, and its cells at the end."""
+    start = round_cluster(model, n_cells, n_sources=n_sources, n_genes=1,
+                          key=jax.random.key(100 + index))
+    trajectory = simulate(model, truth, jax.random.key(index), start,
                           n_frames=round(hours / FRAME_INTERVAL_H), steps_per_frame=2)
     lineage = to_lineage(trajectory)
     nodes = lineage.nodes
-    sources = nodes.loc[(nodes["t"] == 0) & nodes["source"], ["z", "y", "x"]].to_numpy()
-    t0 = time.perf_counter()
-    fit = recalibrate(observe(lineage, sources), model, truth,
-                      initial_from_lineage(model, lineage, sources, n_genes=1), AT_TRUTH)
-    seconds = time.perf_counter() - t0
+    sources = (nodes.loc[(nodes["t"] == 0) & nodes["source"], ["z", "y", "x"]].to_numpy()
+               if n_sources else None)
+    observed = observe(lineage, sources)
     cells_end = int((nodes["t"] == nodes["t"].max()).sum())
+    initial = initial_from_lineage(model, lineage, sources, n_genes=1)
+    return Experiment(observed, initial), cells_end
+
+
+def information_rows(design: str) -> list[dict]:
+    """Laplace intervals at the truth for one design, one row per reported quantity."""
+    capacity, movies = DESIGNS[design]
+    model = TissueModel(capacity=capacity, dt_h=0.25, mechanics_substeps=2,
+                        neighbours="dense")
+    truth = with_values(default_params(1), **TRUTH, **FIXED)
+    built = [experiment(model, truth, *movie, index) for index, movie in enumerate(movies)]
+    t0 = time.perf_counter()
+    fit = recalibrate([b[0] for b in built], model, truth, settings=AT_TRUTH)
+    seconds = time.perf_counter() - t0
     correlation = fit.covariance.to_numpy() / np.outer(
         np.sqrt(np.diag(fit.covariance)), np.sqrt(np.diag(fit.covariance)))
+    table = pd.concat([fit.intervals, fit.derived(DIVISION_LAW)], ignore_index=True)
     rows = []
-    for i, r in enumerate(fit.intervals.itertuples()):
+    for i, r in enumerate(table.itertuples()):
         half = (r.upper - r.lower) / 2 / abs(r.value)
-        others = np.delete(np.abs(correlation[i]), i)
-        rows.append({"cells_start": n_cells, "hours": hours, "cells_end": cells_end,
-                     "parameter": r.name, "truth": round(float(r.value), 4),
+        others = (np.delete(np.abs(correlation[i]), i) if i < len(correlation)
+                  else np.array([np.nan]))
+        rows.append({"design": design, "cells_end": "+".join(str(b[1]) for b in built),
+                     "quantity": r.name, "truth": round(float(r.value), 4),
                      "lower_90": round(float(r.lower), 4), "upper_90": round(float(r.upper), 4),
                      "relative_half_width": round(float(half), 3),
                      "information_needed_x": round(float((half / TARGET_HALF_WIDTH) ** 2), 1),
@@ -93,9 +117,10 @@ def main() -> None:
     warnings.simplefilter("ignore")
     RESULTS.mkdir(exist_ok=True)
     rows = []
-    for n_cells, hours, capacity in SIZES:
-        rows += information_row(n_cells, hours, capacity)
-        print(pd.DataFrame(rows[-len(FREE):]).to_string(index=False), flush=True)
+    for design in DESIGNS:
+        new = information_rows(design)
+        rows += new
+        print(pd.DataFrame(new).to_string(index=False), flush=True)
     table = pd.DataFrame(rows)
     out = {"platform": platform.platform(), "python": sys.version.split()[0],
            "jax": jax.__version__, "truth": TRUTH, "fixed": FIXED,
@@ -106,7 +131,8 @@ def main() -> None:
     (RESULTS / "calibrate_information.md").write_text(
         "# Information a movie carries about the recovery parameters (Laplace at the truth,"
         " true lineage)\n\n" + "\n".join(lines) + "\n\n`information_needed_x`: how many "
-        "times more information a ±10 % half-width needs.\n")
+        "times more information a ±10 % half-width needs; the correlation column is blank "
+        "(NaN) for derived quantities.\n")
     print("wrote", RESULTS / "calibrate_information.json")
 
 

@@ -27,6 +27,7 @@ from labloop.calibrate import (
     steps_per_frame,
     with_values,
 )
+from labloop.calibrate.fit import secant_jacobian
 from labloop.errors import InputError
 from labloop.lineage import Lineage
 from labloop.tissue import TissueModel, default_params, round_cluster, simulate, to_lineage
@@ -153,6 +154,20 @@ def test_derived_intervals_agree_with_sampling_the_laplace_posterior() -> None:
         derived_intervals(params, pd.DataFrame(np.eye(3)), free, DIVISION_LAW)
 
 
+def test_secant_jacobian_matches_forward_mode_on_a_smooth_function() -> None:
+    def f(x):
+        return {"a": jnp.stack([jnp.sin(x[0]) * x[1], x[1] ** 2]), "b": jnp.exp(x[0])}
+
+    x = jnp.array([0.3, -1.2])
+    secant = secant_jacobian(f, 1e-2)(x)
+    forward = jax.jacfwd(f)(x)
+    np.testing.assert_allclose(secant["a"], forward["a"], rtol=1e-3)
+    np.testing.assert_allclose(secant["b"], forward["b"], rtol=1e-3)
+    assert secant["a"].shape == (2, 2) and secant["b"].shape == (2,)
+    with pytest.raises(InputError, match="jacobian must be"):
+        CalibrateSettings(jacobian="backward")
+
+
 def test_time_step_must_divide_the_frame_interval() -> None:
     assert steps_per_frame(MODEL, 0.5) == 2
     with pytest.raises(InputError, match="not a whole number"):
@@ -183,6 +198,11 @@ def test_calibrate_store_writes_fit_and_prediction(tmp_path) -> None:
     assert list(parameters["name"]) == ["division.max_rate_per_h"]
     assert experiment.record("fit/parameters")["params"]["identifiability"] == \
         fit.identifiability
+    # λ_max was free: both rates of the division law moved with it, the fold change did not
+    law = {r["name"]: r for r in experiment.record("fit/parameters")["params"]["division_law"]}
+    assert law["division_rate_without_growth_factor_per_h"]["depends_on_free"]
+    assert not law["division_fold_change_at_unit_growth_factor"]["depends_on_free"]
+    assert "division_rate_without_growth_factor_per_h" in fit.summary()
     prediction = experiment.read_table("prediction")
     assert set(prediction["replicate"]) == {0, 1}
     assert prediction["t"].max() == 7 + 4

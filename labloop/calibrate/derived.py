@@ -34,6 +34,9 @@ from labloop.tissue import (
 )
 from labloop.tissue.gene_network import division_rate, gene_rate
 
+#: a derivative (per unit of a raw parameter) below this is rounding, not dependence
+NEGLIGIBLE = 1e-9
+
 
 @dataclass(frozen=True)
 class Derived:
@@ -134,7 +137,7 @@ def derived_intervals(params: TissueParams, covariance: pd.DataFrame,
             centre, lower, upper = np.exp(centre), np.exp(lower), np.exp(upper)
         rows.append({"name": name, "value": float(centre), "lower": float(lower),
                      "upper": float(upper), "unit": quantity.unit,
-                     "depends_on_free": bool(np.any(np.abs(gradient) > 0))})
+                     "depends_on_free": bool(np.abs(gradient).max() > NEGLIGIBLE)})
     return pd.DataFrame(rows, columns=["name", "value", "lower", "upper", "unit",
                                        "depends_on_free"])
 

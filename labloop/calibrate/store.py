@@ -3,7 +3,8 @@
 Writes, atomically and with provenance:
 
 ``labloop/fit/parameters``       free parameters with 90 % intervals (and every
-                                 parameter's value in the record);
+                                 parameter's value and the division law's rates
+                                 with intervals in the record);
 ``labloop/fit/history``          loss per start and iteration;
 ``labloop/fit/fitted``           observed versus fitted morphometric terms;
 ``labloop/fit/sensitivity``      ∂ morphometric / ∂ parameter;
@@ -166,6 +167,7 @@ def calibrate_store(path: str | Path, settings: StoreSettings | None = None, *,
         "settings": dataclasses.asdict(settings), "model": dataclasses.asdict(model),
         "loss": fit.loss, "best_start": fit.best_start, "seconds": fit.seconds,
         "identifiability": fit.identifiability, "observed_frames": observed.frames,
+        "division_law": fit.derived().to_dict("records"),
         "all_parameters": describe(fit.params).to_dict("records")}
     import zarr
 

@@ -2,11 +2,13 @@
 
 Around the best parameters ``θ̂`` (unconstrained: ``log`` of positive ones) the
 loss ``½ Σ r(θ)²`` is approximated by its Gauss–Newton quadratic form with the
-Fisher information ``I = Jᵀ J``, ``J = ∂r/∂θ`` from ``jax.jacfwd`` (residuals
-are standardised, so ``I`` is the Fisher information of the Gaussian
-likelihood). The covariance is ``I⁻¹`` (pseudo-inverse); a positive parameter's
-90 % interval is ``exp(log θ̂ ± 1.645 σ)``. Sensitivities ``∂m/∂θ`` of each
-model morphometric to each free parameter also come from ``jax.jacfwd``.
+Fisher information ``I = Jᵀ J``, ``J = ∂r/∂θ`` (residuals are standardised,
+so ``I`` is the Fisher information of the Gaussian likelihood). ``J`` comes
+from central secants over the parameters' uncertainty scale with common
+random numbers, or from ``jax.jacfwd`` (``CalibrateSettings.jacobian``). The
+covariance is ``I⁻¹`` (pseudo-inverse); a positive parameter's 90 % interval
+is ``exp(log θ̂ ± 1.645 σ)``. Sensitivities ``∂m/∂θ`` of each model
+morphometric to each free parameter are differentiated the same way.
 """
 
 from __future__ import annotations
