@@ -72,10 +72,11 @@ START = {"division.max_rate_per_h": 0.15, "division.output_weights": [2.0],
          "growth_factor.decay_length_um": 30.0, "mechanics.motility_um2_per_h": 1.0}
 FIXED = {"gene.input_weights": [-3.0], "gene.bias": [1.5], "division.output_bias": -2.0}
 #: one start and 4 replicates keep a fit of both movies near 10 minutes on 2 cores; the
-#: whole cosine-decayed schedule runs (no early stop: the objective is flat for a while
-#: before it settles)
-SETTINGS = CalibrateSettings(free=FREE, n_starts=1, n_replicates=4, max_iterations=80,
-                             patience=80, learning_rate=0.08)
+#: whole cosine-decayed Adam schedule runs (no early stop: the objective is flat for a
+#: while before it settles), then up to 8 Levenberg–Marquardt steps reach the floor of
+#: the λ_max–read-out-weight valley that Adam creeps along
+SETTINGS = CalibrateSettings(free=FREE, n_starts=1, n_replicates=4, max_iterations=50,
+                             patience=50, learning_rate=0.08, polish_iterations=8)
 
 
 def movie_of(lineage, frames: int, seed: int):

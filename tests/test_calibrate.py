@@ -28,9 +28,18 @@ from labloop.calibrate import (
     with_values,
 )
 from labloop.calibrate.fit import secant_jacobian
+from labloop.calibrate.polish import levenberg_marquardt
+from labloop.calibrate.statistics import counts, expected_increase
 from labloop.errors import InputError
 from labloop.lineage import Lineage
-from labloop.tissue import TissueModel, default_params, round_cluster, simulate, to_lineage
+from labloop.tissue import (
+    TissueModel,
+    default_params,
+    round_cluster,
+    simulate,
+    simulate_replicates,
+    to_lineage,
+)
 from labloop.tissue.gene_network import gene_rate
 
 MODEL = TissueModel(capacity=64, dt_h=0.25, mechanics_substeps=2, neighbours="dense")
@@ -93,7 +102,10 @@ def test_recalibrate_recovers_motility_and_flags_what_the_data_miss() -> None:
     assert any("decay_length_um: unconstrained" in n for n in fit.identifiability)
     sens = fit.sensitivity.query("term == 'msd_excess_um2'").set_index("parameter")
     assert sens.loc["mechanics.motility_um2_per_h", "sensitivity"] > 0
-    assert calls and calls[-1] == settings.max_iterations
+    assert calls and calls[-1] == settings.max_iterations + settings.polish_iterations
+    adam = fit.history.query("stage == 'adam'")["loss"]
+    polish = fit.history.query("stage == 'polish'")["loss"]
+    assert len(polish) and polish.max() <= adam.min()  # the polish never loses ground
     # the division law was frozen: derived rates are reported as fixed, not measured
     derived = fit.derived().set_index("name")
     assert not derived["depends_on_free"].any()
@@ -168,6 +180,44 @@ def test_secant_jacobian_matches_forward_mode_on_a_smooth_function() -> None:
         CalibrateSettings(jacobian="backward")
 
 
+def test_expected_count_increase_is_unbiased_from_the_first_frame() -> None:
+    # the genes (and so the rates) rise from zero over the first frames: a statistic
+    # built from the recorded frames' rates would miss the first frame's divisions
+    params = with_values(default_params(1), **DIVISION_TRUTH)
+    init = round_cluster(MODEL, 24, n_sources=4, n_genes=1, key=jax.random.key(1))
+    traj = simulate_replicates(MODEL, params, jax.random.split(jax.random.key(2), 200),
+                               init, n_frames=6, steps_per_frame=2)
+    realised = np.asarray(jax.vmap(lambda t: jnp.diff(counts(t)))(traj))
+    expected = np.asarray(jax.vmap(expected_increase)(traj))
+    standard_error = realised.std(axis=0) / np.sqrt(len(realised))
+    assert expected[:, 0].mean() > 0.5 * realised[:, 0].mean() > 0
+    assert np.all(np.abs(expected.mean(0) - realised.mean(0)) < 3.5 * standard_error + 1e-3)
+
+
+def test_levenberg_marquardt_reaches_the_floor_of_a_curved_valley() -> None:
+    # Rosenbrock's valley, ½ Σ r² with r = (10 (y − x²), 1 − x): minimum 0 at (1, 1)
+    def residuals(v: np.ndarray) -> np.ndarray:
+        return np.array([10 * (v[1] - v[0] ** 2), 1 - v[0]])
+
+    def jacobian(v: np.ndarray) -> np.ndarray:
+        return np.array([[-20 * v[0], 10.0], [-1.0, 0.0]])
+
+    def objective(v: np.ndarray) -> float:
+        return 0.5 * float(np.sum(residuals(v) ** 2))
+
+    start = np.array([-1.2, 1.0])
+    polished, steps = levenberg_marquardt(residuals, objective, jacobian, start,
+                                          iterations=60, tolerance=1e-12)
+    np.testing.assert_allclose(polished, [1.0, 1.0], atol=1e-4)
+    losses = [objective(start)] + [s.loss for s in steps]
+    assert np.all(np.diff(losses) <= 0)  # never accepts a worse step
+    # a step that only raises a (swapped) objective is refused: the start comes back
+    same, refused = levenberg_marquardt(residuals, lambda v: float(np.sum(v**2)), jacobian,
+                                        np.zeros(2) + 1e-3, iterations=3, tolerance=0.0)
+    np.testing.assert_array_equal(same, np.zeros(2) + 1e-3)
+    assert not refused[-1].accepted
+
+
 def test_time_step_must_divide_the_frame_interval() -> None:
     assert steps_per_frame(MODEL, 0.5) == 2
     with pytest.raises(InputError, match="not a whole number"):
@@ -210,4 +260,6 @@ def test_calibrate_store_writes_fit_and_prediction(tmp_path) -> None:
     assert len(first) == (experiment.read_truth().nodes["t"] == 0).sum()
     predicted = experiment.read_table("predicted_morphometrics")
     assert {"cell_count", "radius_of_gyration_um"} <= set(predicted["quantity"])
-    assert len(experiment.read_table("fit/history")) == 4
+    history = experiment.read_table("fit/history")
+    assert (history["stage"] == "adam").sum() == 4
+    assert 1 <= (history["stage"] == "polish").sum() <= settings.fit.polish_iterations

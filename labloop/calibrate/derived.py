@@ -35,7 +35,8 @@ from labloop.tissue import (
 from labloop.tissue.gene_network import division_rate, gene_rate
 
 #: a derivative (per unit of a raw parameter) below this is rounding, not dependence
-NEGLIGIBLE = 1e-9
+#: (float32 round-off of a ratio in which a parameter cancels reaches ~1e-7)
+NEGLIGIBLE = 1e-5
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,9 @@ carries how proliferation compounds into the counts, the default ``"score"``
 only the direct effect of the rates; the division-rate profile is a smooth
 expectation in any case). Several starts (the given parameters and
 random perturbations of the free ones in optimiser space) run with early
-stopping; the best one is then refined by a Laplace approximation
+stopping; the best one is polished by Levenberg–Marquardt steps on the same
+replicates (:mod:`.polish`: Adam stalls along curved valleys where two
+parameters trade off), then refined by a Laplace approximation
 (:mod:`.uncertainty`) and its fit re-scored on fresh replicates.
 """
 
@@ -31,6 +33,7 @@ from jax.flatten_util import ravel_pytree
 from labloop.calibrate.derived import DIVISION_LAW, Derived, derived_intervals
 from labloop.calibrate.loss import Loss, gaussian_loss, standardised_residuals
 from labloop.calibrate.observations import TERMS, Observations
+from labloop.calibrate.polish import PolishStep, levenberg_marquardt
 from labloop.calibrate.statistics import model_terms
 from labloop.calibrate.uncertainty import (
     covariance_from_jacobian,
@@ -79,6 +82,11 @@ class CalibrateSettings:
         ``max_iterations`` steps (so the last steps settle instead of circling the
         optimum); at most ``max_iterations`` steps per start; stop a start after
         ``patience`` steps without a relative improvement of ``tolerance``.
+    polish_iterations
+        Most Levenberg–Marquardt steps after Adam on the best start
+        (:mod:`.polish`; 0 switches the polish off). Each costs ``2 n_free + 1``
+        model evaluations plus its trials, no gradient; it stops early once a
+        step gains less than ``tolerance``.
     seed
         Seed of the replicates and starts: the same seed gives the same fit.
     jacobian, secant_step
@@ -100,6 +108,7 @@ class CalibrateSettings:
     max_iterations: int = 150
     patience: int = 20
     tolerance: float = 1e-3
+    polish_iterations: int = 8
     seed: int = 0
     jacobian: str = "secant"
     secant_step: float = 0.05
@@ -109,6 +118,9 @@ class CalibrateSettings:
             raise InputError("a fit needs at least 2 model replicates per evaluation")
         if self.n_starts < 1 or self.max_iterations < 1:
             raise InputError("n_starts and max_iterations must be at least 1")
+        if self.polish_iterations < 0:
+            raise InputError(f"polish_iterations must be 0 or more, got "
+                             f"{self.polish_iterations}")
         if not self.free:
             raise InputError("no free parameter: name at least one to fit")
         if self.jacobian not in ("secant", "forward"):
@@ -136,7 +148,8 @@ class Fit:
     identifiability
         Notes on what the data leave undetermined.
     history
-        ``start, iteration, loss``.
+        ``start, iteration, loss, stage`` (``"adam"`` or ``"polish"``; polish
+        losses are after each Levenberg–Marquardt step, on the same replicates).
     best_start, loss
         The winning start and its final loss (on fresh replicates).
     fitted
@@ -228,6 +241,24 @@ def secant_jacobian(function: Callable[[jax.Array], Any],
     return jacobian
 
 
+def _polish(residual_vector: Callable[[jax.Array, Any], jax.Array],
+            objective: Callable[[jax.Array, Any], jax.Array],
+            differentiate: Callable[[Callable], Callable], vector: jax.Array, keys: Any,
+            settings: CalibrateSettings,
+            progress: Callable[[int], None]) -> tuple[jax.Array, list[PolishStep]]:
+    """Levenberg–Marquardt polish of ``vector`` on the replicates ``keys`` (:mod:`.polish`)."""
+    residuals = jax.jit(lambda v: residual_vector(v, keys))
+    value = jax.jit(lambda v: objective(v, keys))
+    jacobian = differentiate(lambda v: residual_vector(v, keys))
+    polished, steps = levenberg_marquardt(
+        lambda x: np.asarray(residuals(jnp.asarray(x, vector.dtype))),
+        lambda x: float(value(jnp.asarray(x, vector.dtype))),
+        lambda x: np.asarray(jacobian(jnp.asarray(x, vector.dtype))),
+        np.asarray(vector), settings.polish_iterations, settings.tolerance,
+        progress=progress)
+    return jnp.asarray(polished, vector.dtype), steps
+
+
 def recalibrate(observed: Observations | Sequence[Experiment], model: TissueModel,
                 params: TissueParams, initial: TissueState | None = None,
                 settings: CalibrateSettings | None = None, *,
@@ -255,7 +286,8 @@ def recalibrate(observed: Observations | Sequence[Experiment], model: TissueMode
         Extra model statistics ``name -> f(trajectory) -> (K,) array`` for extra
         observed terms of the same name (add a morphometric).
     progress
-        Called as ``progress(done, total)`` after every optimisation step.
+        Called as ``progress(done, total)`` after every optimisation step
+        (Adam and polish).
 
     Returns
     -------
@@ -330,7 +362,7 @@ def recalibrate(observed: Observations | Sequence[Experiment], model: TissueMode
     k_starts, k_reps, k_final = jax.random.split(root, 3)
     start_keys = jax.random.split(k_starts, settings.n_starts)
     rows, finals = [], []
-    total = settings.n_starts * settings.max_iterations
+    total = settings.n_starts * settings.max_iterations + settings.polish_iterations
     done = 0
     for s in range(settings.n_starts):
         vector = vector0 if s == 0 else vector0 + settings.start_spread * jax.random.normal(
@@ -342,7 +374,7 @@ def recalibrate(observed: Observations | Sequence[Experiment], model: TissueMode
         for i in range(settings.max_iterations):
             value, grad = value_and_grad(vector, keys)
             value = float(value)
-            rows.append({"start": s, "iteration": i, "loss": value})
+            rows.append({"start": s, "iteration": i, "loss": value, "stage": "adam"})
             if not np.isfinite(best) or value < best - settings.tolerance * abs(best):
                 best, best_vector, stale = value, vector, 0
             else:
@@ -355,16 +387,28 @@ def recalibrate(observed: Observations | Sequence[Experiment], model: TissueMode
             grad = jnp.where(jnp.isfinite(grad), grad, 0.0)
             updates, state = opt.update(grad, state, vector)
             vector = optax.apply_updates(vector, updates)
-        finals.append((best, best_vector))
+        finals.append((best, best_vector, keys))
+    best_start = int(np.argmin([f[0] for f in finals]))
+    _, vector, keys = finals[best_start]
+    differentiate = (jax.jacfwd if settings.jacobian == "forward"
+                     else lambda f: secant_jacobian(jax.jit(f), settings.secant_step))
+    if settings.polish_iterations:
+        adam_steps = settings.n_starts * settings.max_iterations
+
+        def polish_progress(step: int) -> None:
+            if progress is not None:
+                progress(adam_steps + step, total)
+
+        vector, steps = _polish(residual_vector, objective, differentiate, vector, keys,
+                                settings, polish_progress)
+        last = max(r["iteration"] for r in rows if r["start"] == best_start)
+        rows += [{"start": best_start, "iteration": last + 1 + i, "loss": st.loss,
+                  "stage": "polish"} for i, st in enumerate(steps)]
     if progress is not None:
         progress(total, total)
-    best_start = int(np.argmin([f[0] for f in finals]))
-    vector = finals[best_start][1]
     fresh = [jax.random.split(k, max(settings.n_replicates, 16))
              for k in jax.random.split(k_final, len(runs))]
     final_loss = float(jax.jit(objective)(vector, fresh))
-    differentiate = (jax.jacfwd if settings.jacobian == "forward"
-                     else lambda f: secant_jacobian(jax.jit(f), settings.secant_step))
     jacobian = np.asarray(differentiate(lambda v: residual_vector(v, fresh))(vector))
     cov = covariance_from_jacobian(jacobian)
     raw = np.asarray(vector)

@@ -3,9 +3,10 @@
 Each function takes a :class:`~labloop.tissue.Trajectory` of one replicate
 (frames ``0 … F``) and returns the term as an array; ``vmap`` it over
 replicates. Cells enter with their ``weight`` (straight-through division
-gradients reach counts and shapes); the division-rate profile uses the
-*expected* division probability of each cell in a frame,
-``1 − exp(−λ Δ)``, so it is a smooth function of the parameters.
+gradients reach counts and shapes); the count increase and the division-rate
+profile use the divisions each cell was *expected* to make in a frame (the
+change of ``TissueState.expected_divisions``, accumulated at every step), so
+they are smooth functions of the parameters and unbiased for the realised ones.
 """
 
 from __future__ import annotations
@@ -24,17 +25,15 @@ def counts(trajectory: Trajectory) -> jax.Array:
 
 
 def expected_increase(trajectory: Trajectory) -> jax.Array:
-    """Rao–Blackwellised new cells per frame ``(F,)``: the expected divisions
-    ``Σᵢ 1 − exp(−λᵢ Δ)`` of the cells alive at the start of each frame.
+    """Rao–Blackwellised new cells per frame ``(F,)``: the divisions expected at each
+    step of the frame, ``Σ_steps Σᵢ wᵢ (1 − exp(−λᵢ dt))`` (daughters born within the
+    frame included).
 
     Its replicate mean estimates ``E[N(t)]`` like :func:`counts` does, but it is a
     smooth function of the division rates, so its pathwise gradient carries how
     the parameters change proliferation without differentiating discrete draws.
     """
-    f = trajectory.frames
-    p = -jnp.expm1(-f.division_rate_per_h[:-1] * trajectory.frame_interval_h)
-    w = jnp.where(f.alive[:-1], f.weight[:-1], 0.0)
-    return jnp.sum(w * p, axis=-1)
+    return jnp.sum(jnp.diff(trajectory.frames.expected_divisions, axis=0), axis=-1)
 
 
 def radius_of_gyration(trajectory: Trajectory) -> jax.Array:
@@ -47,16 +46,18 @@ def radius_of_gyration(trajectory: Trajectory) -> jax.Array:
 def division_rate_by_distance(trajectory: Trajectory, landmark_um: jax.Array,
                               bin_edges_um: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Expected divisions per cell-hour in distance bins from ``landmark_um``, pooled over
-    frames ``0 … F − 1`` (as ``labloop.measure``): ``(rate, cell-frames)`` per bin."""
+    frames ``0 … F − 1`` (as ``labloop.measure``): ``(rate, cell-frames)`` per bin. A
+    cell's divisions in a frame are those expected at the steps of the frame in its
+    slot, binned by where it was at the frame's start."""
     frames: TissueState = jax.tree_util.tree_map(lambda x: x[:-1], trajectory.frames)
     interval = trajectory.frame_interval_h
     distance = jnp.sqrt(jnp.sum((frames.position_um - landmark_um) ** 2, -1) + 1e-12)
-    p = -jnp.expm1(-frames.division_rate_per_h * interval)
     w = jnp.where(frames.alive, frames.weight, 0.0)
+    p = jnp.where(frames.alive, jnp.diff(trajectory.frames.expected_divisions, axis=0), 0.0)
     lo, hi = bin_edges_um[:-1], bin_edges_um[1:]
     member = (distance[..., None] >= lo) & (distance[..., None] < hi)   # (F, N, B)
     exposure = jnp.sum(jnp.where(member, w[..., None], 0.0), axis=(0, 1))
-    expected = jnp.sum(jnp.where(member, (w * p)[..., None], 0.0), axis=(0, 1))
+    expected = jnp.sum(jnp.where(member, p[..., None], 0.0), axis=(0, 1))
     return expected / jnp.maximum(exposure, 1e-9) / interval, exposure
 
 

@@ -86,6 +86,9 @@ def division_step(state: TissueState, params: TissueParams, key: jax.Array,
     k_draw, k_axis = jax.random.split(key)
     hard, carried, log_prob = draw_divisions(state, k_draw, model)
 
+    eligible = state.division_rate_per_h > 0
+    log_p, _ = division_probability(state.division_rate_per_h, model.dt_h)
+    expected = state.expected_divisions + jnp.where(eligible, state.weight * jnp.exp(log_p), 0.0)
     weight = state.weight
     if model.division_gradient == "expected_growth":
         lam_dt = state.division_rate_per_h * model.dt_h
@@ -117,6 +120,7 @@ def division_step(state: TissueState, params: TissueParams, key: jax.Array,
         gene=scatter(state.gene, state.gene),
         growth_factor=scatter(state.growth_factor, state.growth_factor),
         division_rate_per_h=scatter(state.division_rate_per_h, state.division_rate_per_h),
+        expected_divisions=scatter(expected, jnp.zeros_like(expected)),
         cell_id=scatter(jnp.where(performed, first_id, state.cell_id), first_id + 1),
         mother=scatter(jnp.where(performed, state.cell_id, state.mother), state.cell_id),
         born=scatter(jnp.where(performed, step, state.born), jnp.full_like(state.born, step)),

@@ -88,6 +88,12 @@ class TissueState:
         ``(N,)`` growth-factor concentration at each cell (arbitrary units, a.u.).
     division_rate_per_h
         ``(N,)`` division propensity λ (1/h) from the last step.
+    expected_divisions
+        ``(N,)`` divisions the cell in this slot was expected to make since it
+        was born (or the run began): ``Σ weight · (1 − e^{−λ dt})`` over its
+        steps. Its change between two recorded frames is the Rao–Blackwellised
+        count of divisions in between, exact at every step (the rates of
+        recorded frames lag the steps' rates and miss the first frame's).
     cell_id
         ``(N,)`` int lineage id, unique over a run (``-1`` in dead slots). Both
         daughters of a division get new ids.
@@ -107,6 +113,7 @@ class TissueState:
     gene: jax.Array
     growth_factor: jax.Array
     division_rate_per_h: jax.Array
+    expected_divisions: jax.Array
     cell_id: jax.Array
     mother: jax.Array
     born: jax.Array
