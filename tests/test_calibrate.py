@@ -206,14 +206,15 @@ def test_levenberg_marquardt_reaches_the_floor_of_a_curved_valley() -> None:
         return 0.5 * float(np.sum(residuals(v) ** 2))
 
     start = np.array([-1.2, 1.0])
-    polished, steps = levenberg_marquardt(residuals, objective, jacobian, start,
-                                          iterations=60, tolerance=1e-12)
+    polished, steps = levenberg_marquardt(lambda v: (objective(v), residuals(v)), jacobian,
+                                          start, iterations=60, tolerance=1e-12)
     np.testing.assert_allclose(polished, [1.0, 1.0], atol=1e-4)
     losses = [objective(start)] + [s.loss for s in steps]
     assert np.all(np.diff(losses) <= 0)  # never accepts a worse step
     # a step that only raises a (swapped) objective is refused: the start comes back
-    same, refused = levenberg_marquardt(residuals, lambda v: float(np.sum(v**2)), jacobian,
-                                        np.zeros(2) + 1e-3, iterations=3, tolerance=0.0)
+    same, refused = levenberg_marquardt(lambda v: (float(np.sum(v**2)), residuals(v)),
+                                        jacobian, np.zeros(2) + 1e-3, iterations=3,
+                                        tolerance=0.0)
     np.testing.assert_array_equal(same, np.zeros(2) + 1e-3)
     assert not refused[-1].accepted
 

@@ -241,19 +241,20 @@ def secant_jacobian(function: Callable[[jax.Array], Any],
     return jacobian
 
 
-def _polish(residual_vector: Callable[[jax.Array, Any], jax.Array],
-            objective: Callable[[jax.Array, Any], jax.Array],
+def _polish(loss_and_residuals: Callable[[jax.Array, Any], tuple[jax.Array, jax.Array]],
             differentiate: Callable[[Callable], Callable], vector: jax.Array, keys: Any,
             settings: CalibrateSettings,
             progress: Callable[[int], None]) -> tuple[jax.Array, list[PolishStep]]:
     """Levenberg–Marquardt polish of ``vector`` on the replicates ``keys`` (:mod:`.polish`)."""
-    residuals = jax.jit(lambda v: residual_vector(v, keys))
-    value = jax.jit(lambda v: objective(v, keys))
-    jacobian = differentiate(lambda v: residual_vector(v, keys))
+    evaluate = jax.jit(lambda v: loss_and_residuals(v, keys))
+    jacobian = differentiate(lambda v: evaluate(v)[1])
+
+    def as_numpy(x: np.ndarray) -> tuple[float, np.ndarray]:
+        value, residuals = evaluate(jnp.asarray(x, vector.dtype))
+        return float(value), np.asarray(residuals)
+
     polished, steps = levenberg_marquardt(
-        lambda x: np.asarray(residuals(jnp.asarray(x, vector.dtype))),
-        lambda x: float(value(jnp.asarray(x, vector.dtype))),
-        lambda x: np.asarray(jacobian(jnp.asarray(x, vector.dtype))),
+        as_numpy, lambda x: np.asarray(jacobian(jnp.asarray(x, vector.dtype))),
         np.asarray(vector), settings.polish_iterations, settings.tolerance,
         progress=progress)
     return jnp.asarray(polished, vector.dtype), steps
@@ -341,19 +342,26 @@ def recalibrate(observed: Observations | Sequence[Experiment], model: TissueMode
 
         return jax.vmap(one)(traj)
 
+    def residuals_by_run(vector: jax.Array,
+                         keys: Sequence[jax.Array]) -> list[dict[str, jax.Array]]:
+        return [standardised_residuals(replicate_terms(vector, k, exp, spf), exp.observed)
+                for (exp, spf), k in zip(runs, keys, strict=True)]
+
+    def flat(by_run: list[dict[str, jax.Array]]) -> jax.Array:
+        return jnp.concatenate([res[t].ravel() for (exp, _), res in zip(runs, by_run,
+                                                                         strict=True)
+                                for t in exp.observed.values])
+
     def residual_vector(vector: jax.Array, keys: Sequence[jax.Array]) -> jax.Array:
-        parts = []
-        for (exp, spf), k in zip(runs, keys, strict=True):
-            res = standardised_residuals(replicate_terms(vector, k, exp, spf), exp.observed)
-            parts += [res[t].ravel() for t in exp.observed.values]
-        return jnp.concatenate(parts)
+        return flat(residuals_by_run(vector, keys))
 
     def objective(vector: jax.Array, keys: Sequence[jax.Array]) -> jax.Array:
-        total = 0.0
-        for (exp, spf), k in zip(runs, keys, strict=True):
-            total = total + loss(standardised_residuals(
-                replicate_terms(vector, k, exp, spf), exp.observed))
-        return total
+        return sum(loss(res) for res in residuals_by_run(vector, keys))
+
+    def loss_and_residuals(vector: jax.Array,
+                           keys: Sequence[jax.Array]) -> tuple[jax.Array, jax.Array]:
+        by_run = residuals_by_run(vector, keys)
+        return sum(loss(res) for res in by_run), flat(by_run)
 
     opt = optax.adam(optax.cosine_decay_schedule(settings.learning_rate,
                                                  settings.max_iterations, alpha=0.1))
@@ -399,8 +407,8 @@ def recalibrate(observed: Observations | Sequence[Experiment], model: TissueMode
             if progress is not None:
                 progress(adam_steps + step, total)
 
-        vector, steps = _polish(residual_vector, objective, differentiate, vector, keys,
-                                settings, polish_progress)
+        vector, steps = _polish(loss_and_residuals, differentiate, vector, keys, settings,
+                                polish_progress)
         last = max(r["iteration"] for r in rows if r["start"] == best_start)
         rows += [{"start": best_start, "iteration": last + 1 + i, "loss": st.loss,
                   "stage": "polish"} for i, st in enumerate(steps)]

@@ -14,7 +14,7 @@ for the default ``½ Σ r²`` this is exact Levenberg–Marquardt); ``μ`` shrin
 after an accepted step and grows after a rejected one. ``J`` is whatever the
 fit differentiates with (central secants with common random numbers by
 default), so a polish step costs ``2 n_free + 1`` model evaluations plus the
-trials and no gradient.
+trials (each gives the loss and the residuals at once) and no gradient.
 """
 
 from __future__ import annotations
@@ -40,8 +40,7 @@ class PolishStep:
     accepted: bool
 
 
-def levenberg_marquardt(residuals: Callable[[np.ndarray], np.ndarray],
-                        objective: Callable[[np.ndarray], float],
+def levenberg_marquardt(evaluate: Callable[[np.ndarray], tuple[float, np.ndarray]],
                         jacobian: Callable[[np.ndarray], np.ndarray],
                         start: np.ndarray, iterations: int, tolerance: float, *,
                         damping: float = 1e-2,
@@ -51,10 +50,9 @@ def levenberg_marquardt(residuals: Callable[[np.ndarray], np.ndarray],
 
     Parameters
     ----------
-    residuals
-        ``x -> r`` (standardised residuals, 1-D).
-    objective
-        ``x -> loss``; a step is accepted only if it lowers this.
+    evaluate
+        ``x -> (loss, r)``: the objective (a step is accepted only if it lowers it)
+        and the standardised residuals (1-D) from one model evaluation.
     jacobian
         ``x -> ∂r/∂x`` of shape ``(len(r), len(x))``.
     start
@@ -75,10 +73,9 @@ def levenberg_marquardt(residuals: Callable[[np.ndarray], np.ndarray],
         :class:`PolishStep` per iteration.
     """
     x = np.asarray(start, dtype=float)
-    value = float(objective(x))
+    value, r = evaluate(x)
     steps: list[PolishStep] = []
     for _ in range(iterations):
-        r = np.asarray(residuals(x), dtype=float)
         jac = np.asarray(jacobian(x), dtype=float)
         if not (np.all(np.isfinite(r)) and np.all(np.isfinite(jac))):
             break
@@ -89,10 +86,10 @@ def levenberg_marquardt(residuals: Callable[[np.ndarray], np.ndarray],
             delta = -np.linalg.lstsq(curvature + damping * np.diag(scale), gradient,
                                      rcond=None)[0]
             delta *= min(1.0, MAX_STEP / max(float(np.abs(delta).max()), 1e-300))
-            trial_value = float(objective(x + delta))
+            trial_value, trial_r = evaluate(x + delta)
             if np.isfinite(trial_value) and trial_value < value:
                 improvement = (value - trial_value) / max(abs(value), 1e-300)
-                x, value, accepted = x + delta, trial_value, True
+                x, value, r, accepted = x + delta, trial_value, trial_r, True
                 damping = max(damping / 3.0, 1e-6)
                 break
             damping *= 4.0

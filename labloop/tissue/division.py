@@ -61,9 +61,9 @@ def random_axis(key: jax.Array, n: int, dim: int, dtype: jnp.dtype) -> jax.Array
 
 
 def draw_divisions(state: TissueState, key: jax.Array,
-                   model: TissueModel) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Hard draws ``d``, the value carried by daughters (``d`` or straight-through) and
-    the summed log-probability of the draws."""
+                   model: TissueModel) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """Hard draws ``d``, the value carried by daughters (``d`` or straight-through), the
+    summed log-probability of the draws and each cell's division probability ``p``."""
     eligible = state.division_rate_per_h > 0
     log_p, log_q = division_probability(state.division_rate_per_h, model.dt_h)
     g = jax.random.logistic(key, log_p.shape, log_p.dtype)
@@ -75,7 +75,7 @@ def draw_divisions(state: TissueState, key: jax.Array,
         carried = jnp.where(hard, 1.0, 0.0) + soft - jax.lax.stop_gradient(soft)
     else:
         carried = jnp.where(hard, 1.0, 0.0)
-    return hard, carried, log_prob
+    return hard, carried, log_prob, jnp.where(eligible, jnp.exp(log_p), 0.0)
 
 
 def division_step(state: TissueState, params: TissueParams, key: jax.Array,
@@ -84,11 +84,9 @@ def division_step(state: TissueState, params: TissueParams, key: jax.Array,
     del params
     n = state.capacity
     k_draw, k_axis = jax.random.split(key)
-    hard, carried, log_prob = draw_divisions(state, k_draw, model)
+    hard, carried, log_prob, probability = draw_divisions(state, k_draw, model)
 
-    eligible = state.division_rate_per_h > 0
-    log_p, _ = division_probability(state.division_rate_per_h, model.dt_h)
-    expected = state.expected_divisions + jnp.where(eligible, state.weight * jnp.exp(log_p), 0.0)
+    expected = state.expected_divisions + state.weight * probability
     weight = state.weight
     if model.division_gradient == "expected_growth":
         lam_dt = state.division_rate_per_h * model.dt_h
