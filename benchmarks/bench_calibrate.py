@@ -160,26 +160,9 @@ SCORED = ("motility_um2_per_h", "decay_length_um", "division_rate_without_growth
           "division_fold_change_at_unit_growth_factor")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    args = parser.parse_args()
-    warnings.simplefilter("ignore")
-    RESULTS.mkdir(exist_ok=True)
-    truth_params = with_values(default_params(1), **TRUTH, **FIXED)
-    start_params = with_values(truth_params, **START)
-    rows = []
-    for seed in args.seeds:
-        t0 = time.perf_counter()
-        filmed = {name: film(name, seed, truth_params) for name in MOVIES}
-        print(f"seed {seed}: movies ready in {time.perf_counter() - t0:.0f} s", flush=True)
-        for kind in ("true", "tracked"):
-            movies = {name: (true, sources, None) if kind == "true" else
-                      (tracked, sources, samples)
-                      for name, (true, tracked, samples, sources) in filmed.items()}
-            row = fit_row(kind, seed, movies, truth_params, start_params)
-            rows.append(row)
-            print({k: v for k, v in row.items() if k != "notes"}, flush=True)
+def write_results(rows: list[dict]) -> None:
+    """Print and write the table and JSON of the fits so far (after every fit, so that a
+    long run that is stopped keeps what it measured)."""
     table = pd.DataFrame(rows)
     short = table[["seed", "lineage", "seconds"] + [f"{k}_{c}" for k in SCORED
                                                      for c in ("fit", "rel_error", "covered")]]
@@ -207,7 +190,30 @@ def main() -> None:
         "its 90 % interval:\n\n| lineage | within 10 % | covered |\n|---|---|---|\n"
         + "".join(f"| {k} | {r.within_10pct} | {r.covered} |\n"
                   for k, r in summary.iterrows()))
-    print("wrote", RESULTS / "calibrate.json")
+    print("wrote", RESULTS / "calibrate.json", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")
+    RESULTS.mkdir(exist_ok=True)
+    truth_params = with_values(default_params(1), **TRUTH, **FIXED)
+    start_params = with_values(truth_params, **START)
+    rows = []
+    for seed in args.seeds:
+        t0 = time.perf_counter()
+        filmed = {name: film(name, seed, truth_params) for name in MOVIES}
+        print(f"seed {seed}: movies ready in {time.perf_counter() - t0:.0f} s", flush=True)
+        for kind in ("true", "tracked"):
+            movies = {name: (true, sources, None) if kind == "true" else
+                      (tracked, sources, samples)
+                      for name, (true, tracked, samples, sources) in filmed.items()}
+            row = fit_row(kind, seed, movies, truth_params, start_params)
+            rows.append(row)
+            print({k: v for k, v in row.items() if k != "notes"}, flush=True)
+            write_results(rows)
 
 
 if __name__ == "__main__":

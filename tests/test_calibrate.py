@@ -74,6 +74,19 @@ def test_observe_gives_increments_profile_and_motion() -> None:
     assert observed.landmark_um == pytest.approx(tuple(sources.mean(0)))
     assert observed.values["msd_excess_um2"][0] > 0
     assert (observed.sd["cell_count_increase"] > 0).all()
+    # the profile's cell-hours are the nodes of frames 0 … F − 1 in each bin
+    profile = "division_rate_by_distance_per_h"
+    first = lineage.nodes[lineage.nodes["t"] < observed.frames - 1]
+    distance = np.linalg.norm(first[["z", "y", "x"]].to_numpy() - sources.mean(0), axis=1)
+    in_bins = np.histogram(distance, observed.bin_edges_um)[0]
+    np.testing.assert_allclose(np.nan_to_num(observed.exposure_h[profile]), in_bins * 0.5)
+    # a true lineage has little uncertainty beyond counting (the draws' quantile noise and,
+    # in bins of a few cells, the bootstrap's varying cell-hours)
+    hours = observed.exposure_h[profile]
+    counting_sd = np.sqrt(observed.values[profile] * hours + 0.5) / hours
+    populated = hours >= 20
+    assert populated.sum() >= 2
+    assert np.max(observed.sd[profile][populated] / counting_sd[populated]) < 0.6
     with pytest.raises(InputError, match="at least 3 frames"):
         observe(Lineage(lineage.nodes[lineage.nodes["t"] < 2],
                         pd.DataFrame({"source": [], "target": []}), frame_interval_h=0.5))
@@ -192,6 +205,47 @@ def test_expected_count_increase_is_unbiased_from_the_first_frame() -> None:
     standard_error = realised.std(axis=0) / np.sqrt(len(realised))
     assert expected[:, 0].mean() > 0.5 * realised[:, 0].mean() > 0
     assert np.all(np.abs(expected.mean(0) - realised.mean(0)) < 3.5 * standard_error + 1e-3)
+
+
+def test_rate_profile_weights_do_not_bias_the_fitted_slope() -> None:
+    """A log-linear rate profile fitted by Gauss–Newton on the loss's residuals to Poisson
+    counts of 1 … 200 divisions per bin: with the counting variance at the model's rate
+    (Pearson) the fitted slope is unbiased; weighting by the observed counts' own noise
+    (Neyman) makes it steeper."""
+    from labloop.calibrate.loss import standardised_residuals
+    from labloop.calibrate.observations import Observations
+
+    term = "division_rate_by_distance_per_h"
+    exposure = jnp.array([72.0, 452, 852, 1101, 1382, 320])
+    truth = jnp.array([0.008, 0.017, 0.029, 0.07, 0.134, 0.167])
+    design = jnp.log(truth / truth[3])
+
+    def fitted_slope(rate: jax.Array, neyman: bool) -> jax.Array:
+        if neyman:
+            own_noise = jnp.sqrt(rate * exposure + 0.5) / exposure
+            observed = Observations({term: rate}, {term: own_noise}, 9, 0.5)
+        else:
+            observed = Observations({term: rate}, {term: jnp.zeros(6)}, 9, 0.5,
+                                    exposure_h={term: exposure})
+
+        def residuals(theta: jax.Array) -> jax.Array:
+            profile = truth[3] * jnp.exp(theta[0] + theta[1] * design)
+            return standardised_residuals({term: profile[None]}, observed)[term]
+
+        def gauss_newton(_: int, theta: jax.Array) -> jax.Array:
+            r, jac = residuals(theta), jax.jacfwd(residuals)(theta)
+            return theta - jnp.linalg.solve(jac.T @ jac, jac.T @ r)
+
+        return jax.lax.fori_loop(0, 30, gauss_newton, jnp.array([0.0, 1.0]))[1]
+
+    draws = 2000
+    rates = jax.random.poisson(jax.random.key(0), truth * exposure, (draws, 6)) / exposure
+    pearson = jax.vmap(lambda r: fitted_slope(r, False))(rates)
+    neyman = jax.vmap(lambda r: fitted_slope(r, True))(rates)
+    # measured: Pearson 1.006, Neyman 1.032, standard error 0.002
+    assert float(jnp.std(pearson)) / np.sqrt(draws) < 0.003
+    assert abs(float(jnp.mean(pearson)) - 1.0) < 0.012
+    assert float(jnp.mean(neyman)) - 1.0 > 0.02
 
 
 def test_levenberg_marquardt_reaches_the_floor_of_a_curved_valley() -> None:

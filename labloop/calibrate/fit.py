@@ -153,7 +153,9 @@ class Fit:
     best_start, loss
         The winning start and its final loss (on fresh replicates).
     fitted
-        ``term, index, observed, observed_sd, model, model_sd`` at the best fit.
+        ``term, index, observed, observed_sd, model, model_sd`` at the best fit
+        (for rate terms ``observed_sd`` leaves out the counting noise, which the
+        loss takes at the model's rate: :class:`.Observations`).
     settings
         The settings used; ``seconds`` the wall time.
     """

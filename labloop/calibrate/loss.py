@@ -11,7 +11,9 @@ realised values where the mean comes from a smoother estimator, see
 around its expectation, and ``Var m / R`` for the Monte Carlo error of the
 replicate mean itself (the simulated-moments correction: without it the
 Laplace intervals of a fit with few replicates are too narrow by
-``√(1 + 1/R)``). The
+``√(1 + 1/R)``). Rate terms with an exposure ``E`` (cell-hours, see
+:class:`.Observations`) add their Poisson counting variance at the model's
+rate, ``(m̄ E + ½) / E²``, also held fixed in the gradient. The
 default loss is the Gaussian negative log-likelihood ``½ Σ r²`` over every
 entry of every term; entries without an observation (NaN) are left out.
 """
@@ -39,6 +41,10 @@ def standardised_residuals(replicates: Mapping[str, jax.Array],
         mean = jnp.mean(values, axis=0)
         spread = replicates.get(term + SPREAD, values)
         var = jax.lax.stop_gradient(jnp.var(spread, axis=0)) * (1 + 1 / values.shape[0])
+        if term in observed.exposure_h:
+            exposure = jnp.asarray(observed.exposure_h[term])
+            counting = (jnp.maximum(mean, 0.0) * exposure + 0.5) / exposure**2
+            var = var + jax.lax.stop_gradient(jnp.where(exposure > 0, counting, 0.0))
         y = jnp.asarray(y)
         s = jnp.asarray(observed.sd[term])
         ok = jnp.isfinite(y) & jnp.isfinite(s)

@@ -28,6 +28,7 @@ UNITS = {
     "speed_p90_um_per_h": "µm/h",
     "nearest_neighbour_um": "µm",
     "division_rate_by_distance_per_h": "1/h",
+    "cell_hours_by_distance_h": "cell·h",
     "cell_cycle_h": "h",
 }
 COLUMNS = ["quantity", "t", "time_h", "bin_lo_um", "bin_hi_um", "value", "lower", "upper",
@@ -139,11 +140,12 @@ def _collect(realisation: Realisation, is_point: bool, out: _Collector, frames: 
     bins = pd.Series(np.digitize(distance, bin_edges) - 1.0, index=distance.index)
     bins = bins.where((bins >= 0) & (bins < len(bin_edges) - 1) & distance.notna()
                       & (t < last_frame))
-    by_distance = rates(stats.division_events(realisation, bins, interval_h))
-    for index, value in by_distance.items():
-        key = ("division_rate_by_distance_per_h", np.nan, bin_edges[int(index)],
-               bin_edges[int(index) + 1])
-        out.add(key, value, is_point)
+    events = stats.division_events(realisation, bins, interval_h)
+    for index, rate in rates(events).items():
+        lo, hi = bin_edges[int(index)], bin_edges[int(index) + 1]
+        out.add(("division_rate_by_distance_per_h", np.nan, lo, hi), rate, is_point)
+        out.add(("cell_hours_by_distance_h", np.nan, lo, hi), events.at[index, "exposure_h"],
+                is_point)
 
     shape = stats.shape_statistics(realisation, is_2d, settings.min_cells_for_shape)
     if reference is not None:  # an axis has no sign: align each draw with the reported one
@@ -210,8 +212,9 @@ def measure(
         ``cell_count``, ``divisions``, ``division_rate_per_h``,
         ``axis_1/2/3_um``, ``elongation``, ``direction_z/y/x``,
         ``radius_of_gyration_um``, ``mean_speed_um_per_h``, speed quantiles,
-        ``nearest_neighbour_um``, ``division_rate_by_distance_per_h``,
-        ``cell_cycle_h``.
+        ``nearest_neighbour_um``, ``division_rate_by_distance_per_h`` (with
+        ``cell_hours_by_distance_h``, the cell-hours at risk behind each bin's
+        rate), ``cell_cycle_h``.
 
     Raises
     ------
