@@ -196,6 +196,8 @@ def write_results(rows: list[dict]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--lineages", nargs="+", choices=("true", "tracked"),
+                        default=["true", "tracked"], help="which lineages to fit")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     RESULTS.mkdir(exist_ok=True)
@@ -206,7 +208,7 @@ def main() -> None:
         t0 = time.perf_counter()
         filmed = {name: film(name, seed, truth_params) for name in MOVIES}
         print(f"seed {seed}: movies ready in {time.perf_counter() - t0:.0f} s", flush=True)
-        for kind in ("true", "tracked"):
+        for kind in args.lineages:
             movies = {name: (true, sources, None) if kind == "true" else
                       (tracked, sources, samples)
                       for name, (true, tracked, samples, sources) in filmed.items()}

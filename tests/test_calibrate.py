@@ -207,6 +207,33 @@ def test_expected_count_increase_is_unbiased_from_the_first_frame() -> None:
     assert np.all(np.abs(expected.mean(0) - realised.mean(0)) < 3.5 * standard_error + 1e-3)
 
 
+def test_profile_counts_the_divisions_the_recorded_frames_show() -> None:
+    # fast cycles (1/h) and 1-h frames: a daughter often divides again before the next
+    # frame, and the lineage of the frames then shows no division of its mother
+    from labloop.calibrate.statistics import division_rate_by_distance
+    from labloop.measure.statistics import mother_ids
+
+    fast = with_values(default_params(1), **{"division.max_rate_per_h": 1.0,
+                                             "division.output_weights": [0.0],
+                                             "division.output_bias": 10.0})
+    init = round_cluster(MODEL, 6, n_genes=1, key=jax.random.key(3))
+    traj = simulate_replicates(MODEL, fast, jax.random.split(jax.random.key(4), 60), init,
+                               n_frames=2, steps_per_frame=4)
+    assert int(traj.frames.counters.overflow.max()) == 0
+    edges = jnp.array([0.0, 1e4])
+
+    def profile_divisions(t):
+        rate, exposure = division_rate_by_distance(t, jnp.zeros(3), edges)
+        return (rate * exposure * t.frame_interval_h)[0]
+
+    smooth = np.asarray(jax.vmap(profile_divisions)(traj))
+    every = np.asarray(jax.vmap(lambda t: jnp.sum(expected_increase(t)))(traj))
+    shown = np.array([len(mother_ids(to_lineage(traj, r))) for r in range(60)], float)
+    standard_error = shown.std() / np.sqrt(60)
+    assert every.mean() - shown.mean() > 5 * standard_error    # many divisions are hidden
+    assert abs(smooth.mean() - shown.mean()) < 3 * standard_error
+
+
 def test_rate_profile_weights_do_not_bias_the_fitted_slope() -> None:
     """A log-linear rate profile fitted by Gauss–Newton on the loss's residuals to Poisson
     counts of 1 … 200 divisions per bin: with the counting variance at the model's rate

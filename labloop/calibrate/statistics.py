@@ -4,9 +4,13 @@ Each function takes a :class:`~labloop.tissue.Trajectory` of one replicate
 (frames ``0 … F``) and returns the term as an array; ``vmap`` it over
 replicates. Cells enter with their ``weight`` (straight-through division
 gradients reach counts and shapes); the count increase and the division-rate
-profile use the divisions each cell was *expected* to make in a frame (the
-change of ``TissueState.expected_divisions``, accumulated at every step), so
-they are smooth functions of the parameters and unbiased for the realised ones.
+profile use the divisions each cell was *expected* to make in a frame
+(accumulated at every step), so they are smooth functions of the parameters
+and unbiased for the realised ones. The count increase takes every division
+(``TissueState.expected_divisions``); the profile only those the recorded
+frames show (``TissueState.visible_divisions``): a cell whose daughter divides
+again before the next frame is not a mother in the lineage, which loses about
+5 % of the divisions where cells divide fastest at 30-min frames.
 """
 
 from __future__ import annotations
@@ -47,13 +51,13 @@ def division_rate_by_distance(trajectory: Trajectory, landmark_um: jax.Array,
                               bin_edges_um: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Expected divisions per cell-hour in distance bins from ``landmark_um``, pooled over
     frames ``0 … F − 1`` (as ``labloop.measure``): ``(rate, cell-frames)`` per bin. A
-    cell's divisions in a frame are those expected at the steps of the frame in its
-    slot, binned by where it was at the frame's start."""
+    cell's divisions in a frame are the visible ones expected at the steps of the
+    frame (module doc), binned by where it was at the frame's start."""
     frames: TissueState = jax.tree_util.tree_map(lambda x: x[:-1], trajectory.frames)
     interval = trajectory.frame_interval_h
     distance = jnp.sqrt(jnp.sum((frames.position_um - landmark_um) ** 2, -1) + 1e-12)
     w = jnp.where(frames.alive, frames.weight, 0.0)
-    p = jnp.where(frames.alive, jnp.diff(trajectory.frames.expected_divisions, axis=0), 0.0)
+    p = jnp.where(frames.alive, jnp.diff(trajectory.frames.visible_divisions, axis=0), 0.0)
     lo, hi = bin_edges_um[:-1], bin_edges_um[1:]
     member = (distance[..., None] >= lo) & (distance[..., None] < hi)   # (F, N, B)
     exposure = jnp.sum(jnp.where(member, w[..., None], 0.0), axis=(0, 1))

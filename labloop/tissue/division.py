@@ -29,6 +29,11 @@ daughter, the second goes to the first free slot; both get new lineage ids
 with ``mother`` = the mother's id and ``born`` = the current step. Divisions
 that find no free slot are not performed and are counted in
 ``counters.overflow``.
+
+Every step also accumulates the divisions each cell was expected to make
+(``expected_divisions``) and those a lineage of the recorded frames would show
+(``visible_divisions``: not when a daughter divides again before the next
+frame), the smooth counts that :mod:`labloop.calibrate.statistics` fits.
 """
 
 from __future__ import annotations
@@ -78,6 +83,23 @@ def draw_divisions(state: TissueState, key: jax.Array,
     return hard, carried, log_prob, jnp.where(eligible, jnp.exp(log_p), 0.0)
 
 
+def expected_visible_divisions(state: TissueState, probability: jax.Array,
+                          dt_h: float) -> tuple[jax.Array, jax.Array]:
+    """``visible_divisions`` after this step's expected change (``TissueState`` doc) and
+    each cell's ancestor slot at the last recorded frame."""
+    n = state.capacity
+    present = state.frame_ancestor < 0
+    origin = jnp.where(present, jnp.arange(n), state.frame_ancestor)
+    # log P(no cell of the family divides now); −λ dt = log(1 − p) for eligible cells
+    log_none = jax.ops.segment_sum(
+        jnp.where(probability > 0, -state.weight * state.division_rate_per_h * dt_h, 0.0),
+        origin, num_segments=n)
+    family = state.frame_divisions
+    change = jnp.where(family == 0, state.weight * probability,
+                       jnp.where(family == 1, jnp.expm1(log_none), 0.0))
+    return state.visible_divisions + change, origin
+
+
 def division_step(state: TissueState, params: TissueParams, key: jax.Array,
                   model: TissueModel) -> TissueState:
     """Divide cells for one step (module doc)."""
@@ -87,6 +109,7 @@ def division_step(state: TissueState, params: TissueParams, key: jax.Array,
     hard, carried, log_prob, probability = draw_divisions(state, k_draw, model)
 
     expected = state.expected_divisions + state.weight * probability
+    visible, origin = expected_visible_divisions(state, probability, model.dt_h)
     weight = state.weight
     if model.division_gradient == "expected_growth":
         lam_dt = state.division_rate_per_h * model.dt_h
@@ -98,6 +121,7 @@ def division_step(state: TissueState, params: TissueParams, key: jax.Array,
     target = jnp.where(performed, free[jnp.clip(rank, 0, n - 1)], n)  # n = dropped
     n_performed = jnp.sum(performed, dtype=jnp.int32)
     refused = jnp.sum(hard, dtype=jnp.int32) - n_performed
+    family_divisions = state.frame_divisions.at[origin].add(performed.astype(jnp.int32))
 
     radius = jnp.where(performed, state.radius_um * VOLUME_SPLIT, state.radius_um)
     axis = random_axis(k_axis, n, model.dim, state.position_um.dtype)
@@ -119,6 +143,9 @@ def division_step(state: TissueState, params: TissueParams, key: jax.Array,
         growth_factor=scatter(state.growth_factor, state.growth_factor),
         division_rate_per_h=scatter(state.division_rate_per_h, state.division_rate_per_h),
         expected_divisions=scatter(expected, jnp.zeros_like(expected)),
+        visible_divisions=scatter(visible, jnp.zeros_like(visible)),
+        frame_ancestor=scatter(jnp.where(performed, origin, state.frame_ancestor), origin),
+        frame_divisions=scatter(family_divisions, jnp.zeros_like(family_divisions)),
         cell_id=scatter(jnp.where(performed, first_id, state.cell_id), first_id + 1),
         mother=scatter(jnp.where(performed, state.cell_id, state.mother), state.cell_id),
         born=scatter(jnp.where(performed, step, state.born), jnp.full_like(state.born, step)),

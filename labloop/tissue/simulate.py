@@ -99,7 +99,8 @@ def _run(model: TissueModel, params: TissueParams, key: jax.Array, initial: Tiss
         one = jax.checkpoint(one)
 
     def frame(state: TissueState, k: jax.Array) -> tuple[TissueState, TissueState]:
-        state, _ = jax.lax.scan(one, state, jax.random.split(k, steps_per_frame))
+        state, _ = jax.lax.scan(one, state.at_recorded_frame(),
+                                jax.random.split(k, steps_per_frame))
         return state, state
 
     if checkpoint == "frame":

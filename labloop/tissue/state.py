@@ -10,6 +10,7 @@ slot. When no slot is free, the division is not performed and the counter
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -94,6 +95,21 @@ class TissueState:
         steps. Its change between two recorded frames is the Rao–Blackwellised
         count of divisions in between, exact at every step (the rates of
         recorded frames lag the steps' rates and miss the first frame's).
+    visible_divisions
+        ``(N,)`` divisions of the cell in this slot *as the recorded frames show
+        them*, expected: a cell seen at a frame is a mother at the next only if
+        it divides once and neither daughter divides again before that frame.
+        Each step adds the expected change of that indicator given the state:
+        ``weight · p`` while the cell has not divided, ``−P(a daughter divides
+        now)`` while its division is visible, 0 after. Its change between frames
+        is the smooth, unbiased count of the divisions a lineage of the
+        recorded frames shows.
+    frame_ancestor
+        ``(N,)`` int slot of the cell's ancestor at the last recorded frame, or
+        ``-1`` for a cell present at that frame (:meth:`at_recorded_frame`).
+    frame_divisions
+        ``(N,)`` int divisions since the last recorded frame among the
+        descendants of the cell that held this slot at that frame.
     cell_id
         ``(N,)`` int lineage id, unique over a run (``-1`` in dead slots). Both
         daughters of a division get new ids.
@@ -114,6 +130,9 @@ class TissueState:
     growth_factor: jax.Array
     division_rate_per_h: jax.Array
     expected_divisions: jax.Array
+    visible_divisions: jax.Array
+    frame_ancestor: jax.Array
+    frame_divisions: jax.Array
     cell_id: jax.Array
     mother: jax.Array
     born: jax.Array
@@ -128,6 +147,11 @@ class TissueState:
     def n_alive(self) -> jax.Array:
         """Number of living cells."""
         return jnp.sum(self.alive, axis=-1)
+
+    def at_recorded_frame(self) -> TissueState:
+        """This state as a recorded frame: every living cell is present at it."""
+        return dataclasses.replace(self, frame_ancestor=jnp.full_like(self.frame_ancestor, -1),
+                                   frame_divisions=jnp.zeros_like(self.frame_divisions))
 
     def replace(self, **changes: object) -> TissueState:
         """A copy with some fields replaced (states are immutable)."""
