@@ -89,7 +89,8 @@ def expected_visible_divisions(state: TissueState, probability: jax.Array,
     each cell's ancestor slot at the last recorded frame."""
     n = state.capacity
     present = state.frame_ancestor < 0
-    origin = jnp.where(present, jnp.arange(n), state.frame_ancestor)
+    origin = jnp.where(present, jnp.arange(n, dtype=state.frame_ancestor.dtype),
+                       state.frame_ancestor)
     # log P(no cell of the family divides now); −λ dt = log(1 − p) for eligible cells
     log_none = jax.ops.segment_sum(
         jnp.where(probability > 0, -state.weight * state.division_rate_per_h * dt_h, 0.0),
