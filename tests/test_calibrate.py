@@ -193,6 +193,17 @@ def test_secant_jacobian_matches_forward_mode_on_a_smooth_function() -> None:
         CalibrateSettings(jacobian="backward")
 
 
+def test_cell_radius_is_half_the_contact_distance_of_a_jittered_packing() -> None:
+    from labloop.calibrate.initial import cell_radius_from
+
+    state = round_cluster(MODEL, 60, radius_um=5.0, jitter_um=0.5, key=jax.random.key(0))
+    points = np.asarray(state.position_um)[np.asarray(state.alive)]
+    nodes = pd.DataFrame({"t": 0, "z": points[:, 0], "y": points[:, 1], "x": points[:, 2]})
+    lineage = Lineage(nodes, pd.DataFrame({"source": [], "target": []}), frame_interval_h=0.5)
+    # the nearest neighbour alone is the closest of ~12 jittered contacts: about 4.55 µm
+    assert cell_radius_from(lineage) == pytest.approx(5.0, rel=0.02)
+
+
 def test_expected_count_increase_is_unbiased_from_the_first_frame() -> None:
     # the genes (and so the rates) rise from zero over the first frames: a statistic
     # built from the recorded frames' rates would miss the first frame's divisions
