@@ -69,11 +69,15 @@ def test_observe_gives_increments_profile_and_motion() -> None:
     lineage, sources = simulated_lineage(params)
     observed = observe(lineage, sources, n_draws=20)
     counts = lineage.nodes.groupby("t").size().to_numpy()
-    np.testing.assert_allclose(observed.values["cell_count_increase"], np.diff(counts))
+    growth = "cell_growth_rate_per_h"
+    np.testing.assert_allclose(observed.values[growth], np.diff(counts) / (counts[:-1] * 0.5))
+    np.testing.assert_allclose(observed.exposure_h[growth], counts[:-1] * 0.5)
     assert observed.frames == 9 and len(observed.values["radius_of_gyration_increase_um"]) == 8
     assert observed.landmark_um == pytest.approx(tuple(sources.mean(0)))
     assert observed.values["msd_excess_um2"][0] > 0
-    assert (observed.sd["cell_count_increase"] > 0).all()
+    assert (observed.sd[growth] > 0).all()
+    window = observed.window(5)
+    assert len(window.values[growth]) == len(window.exposure_h[growth]) == 4
     # the profile's cell-hours are the nodes of frames 0 … F − 1 in each bin
     profile = "division_rate_by_distance_per_h"
     first = lineage.nodes[lineage.nodes["t"] < observed.frames - 1]

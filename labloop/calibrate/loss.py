@@ -5,15 +5,15 @@ the model, the standardised residual is
 
     r = (m̄ − y) / √(s² + (1 + 1/R) Var m),
 
-the model's own replicate variance (held fixed in the gradient; of the
-realised values where the mean comes from a smoother estimator, see
-:mod:`.statistics`) standing for the stochasticity of a single filmed tissue
-around its expectation, and ``Var m / R`` for the Monte Carlo error of the
-replicate mean itself (the simulated-moments correction: without it the
-Laplace intervals of a fit with few replicates are too narrow by
-``√(1 + 1/R)``). Rate terms with an exposure ``E`` (cell-hours, see
-:class:`.Observations`) add their Poisson counting variance at the model's
-rate, ``(m̄ E + ½) / E²``, also held fixed in the gradient. The
+the model's own replicate variance (held fixed in the gradient) standing for
+the stochasticity of a single filmed tissue around its expectation, and
+``Var m / R`` for the Monte Carlo error of the replicate mean itself (the
+simulated-moments correction: without it the Laplace intervals of a fit with
+few replicates are too narrow by ``√(1 + 1/R)``). Rate terms with an exposure
+``E`` (cell-hours, see :class:`.Observations`: the growth rate and the
+division-rate profile, whose model statistics are smooth expectations)
+add their Poisson counting variance at the model's rate, ``(m̄ E + ½) / E²``,
+also held fixed in the gradient. The
 default loss is the Gaussian negative log-likelihood ``½ Σ r²`` over every
 entry of every term; entries without an observation (NaN) are left out.
 """
@@ -26,7 +26,6 @@ import jax
 import jax.numpy as jnp
 
 from labloop.calibrate.observations import Observations
-from labloop.calibrate.statistics import SPREAD
 
 #: ``loss(residuals by term) -> scalar``; swap it to change how terms are combined
 Loss = Callable[[Mapping[str, jax.Array]], jax.Array]
@@ -39,8 +38,7 @@ def standardised_residuals(replicates: Mapping[str, jax.Array],
     for term, y in observed.values.items():
         values = replicates[term]
         mean = jnp.mean(values, axis=0)
-        spread = replicates.get(term + SPREAD, values)
-        var = jax.lax.stop_gradient(jnp.var(spread, axis=0)) * (1 + 1 / values.shape[0])
+        var = jax.lax.stop_gradient(jnp.var(values, axis=0)) * (1 + 1 / values.shape[0])
         if term in observed.exposure_h:
             exposure = jnp.asarray(observed.exposure_h[term])
             counting = (jnp.maximum(mean, 0.0) * exposure + 0.5) / exposure**2

@@ -3,10 +3,10 @@
 Each function takes a :class:`~labloop.tissue.Trajectory` of one replicate
 (frames ``0 … F``) and returns the term as an array; ``vmap`` it over
 replicates. Cells enter with their ``weight`` (straight-through division
-gradients reach counts and shapes); the count increase and the division-rate
+gradients reach counts and shapes); the growth rate and the division-rate
 profile use the divisions each cell was *expected* to make in a frame
 (accumulated at every step), so they are smooth functions of the parameters
-and unbiased for the realised ones. The count increase takes every division
+and unbiased for the realised ones. The growth rate takes every division
 (``TissueState.expected_divisions``); the profile only those the recorded
 frames show (``TissueState.visible_divisions``): a cell whose daughter divides
 again before the next frame is not a mother in the lineage, which loses about
@@ -38,6 +38,13 @@ def expected_increase(trajectory: Trajectory) -> jax.Array:
     the parameters change proliferation without differentiating discrete draws.
     """
     return jnp.sum(jnp.diff(trajectory.frames.expected_divisions, axis=0), axis=-1)
+
+
+def growth_rate(trajectory: Trajectory) -> jax.Array:
+    """New cells per cell-hour in each frame ``(F,)`` (1/h): :func:`expected_increase`
+    over the cells at the frame's start times the frame interval."""
+    present = counts(trajectory)[:-1] * trajectory.frame_interval_h
+    return expected_increase(trajectory) / jnp.maximum(present, 1e-9)
 
 
 def radius_of_gyration(trajectory: Trajectory) -> jax.Array:
@@ -78,18 +85,12 @@ def msd_excess(trajectory: Trajectory) -> jax.Array:
     return jnp.sum(jnp.where(same, d2 - d1, 0.0)) / n
 
 
-#: suffix of a term's realised values, whose replicate spread stands for the observation's
-#: own stochasticity when the term's mean is estimated by a smoother statistic
-SPREAD = "@realised"
-
-
 def model_terms(trajectory: Trajectory, landmark_um: jax.Array | None,
                 bin_edges_um: jax.Array, terms: list[str]) -> dict[str, jax.Array]:
     """The requested terms of one replicate (names of :data:`.observations.TERMS`)."""
     out: dict[str, jax.Array] = {}
-    if "cell_count_increase" in terms:
-        out["cell_count_increase"] = expected_increase(trajectory)
-        out["cell_count_increase" + SPREAD] = jnp.diff(counts(trajectory))
+    if "cell_growth_rate_per_h" in terms:
+        out["cell_growth_rate_per_h"] = growth_rate(trajectory)
     if "radius_of_gyration_increase_um" in terms:
         out["radius_of_gyration_increase_um"] = jnp.diff(radius_of_gyration(trajectory))
     if "division_rate_by_distance_per_h" in terms and landmark_um is not None:
