@@ -29,7 +29,7 @@ from labloop.calibrate import (
 )
 from labloop.calibrate.fit import secant_jacobian
 from labloop.calibrate.polish import levenberg_marquardt
-from labloop.calibrate.statistics import counts, expected_increase
+from labloop.calibrate.statistics import counts, expected_increase, growth_rate
 from labloop.errors import InputError
 from labloop.lineage import Lineage
 from labloop.tissue import (
@@ -220,6 +220,30 @@ def test_expected_count_increase_is_unbiased_from_the_first_frame() -> None:
     standard_error = realised.std(axis=0) / np.sqrt(len(realised))
     assert expected[:, 0].mean() > 0.5 * realised[:, 0].mean() > 0
     assert np.all(np.abs(expected.mean(0) - realised.mean(0)) < 3.5 * standard_error + 1e-3)
+
+
+def test_growth_rate_residuals_are_independent_where_count_increases_are_not() -> None:
+    # proliferation compounds: a replicate that divided more early on keeps adding more
+    # cells, so summed standardised count increases vary more than independent entries
+    # would; per cell present (the growth rate, Pearson variance at the model's rate) the
+    # frames' residuals add up as independent ones (the sum's variance is ~ the frames')
+    steady = with_values(default_params(1), **{"division.max_rate_per_h": 0.3,
+                                               "division.output_weights": [0.0],
+                                               "division.output_bias": 10.0})
+    init = round_cluster(MODEL, 10, n_genes=1, key=jax.random.key(5))
+    traj = simulate_replicates(MODEL, steady, jax.random.split(jax.random.key(6), 300), init,
+                               n_frames=8, steps_per_frame=2)
+    assert int(traj.frames.counters.overflow.max()) == 0
+    n = np.asarray(jax.vmap(counts)(traj))
+    exposure = n[:, :-1] * 0.5
+    model_rate = np.asarray(jax.vmap(growth_rate)(traj)).mean(0)
+    z_rate = (np.diff(n, axis=1) / exposure - model_rate) / np.sqrt(
+        (model_rate * exposure + 0.5) / exposure**2)
+    increase = np.diff(n, axis=1)
+    z_increase = (increase - increase.mean(0)) / np.sqrt(increase.mean(0) + 0.5)
+    frames = z_rate.shape[1]
+    assert 0.6 < z_rate.sum(1).var() / frames < 1.2
+    assert z_increase.sum(1).var() / frames > 1.6
 
 
 def test_profile_counts_the_divisions_the_recorded_frames_show() -> None:
