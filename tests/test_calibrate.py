@@ -319,24 +319,61 @@ def test_levenberg_marquardt_reaches_the_floor_of_a_curved_valley() -> None:
     def residuals(v: np.ndarray) -> np.ndarray:
         return np.array([10 * (v[1] - v[0] ** 2), 1 - v[0]])
 
-    def jacobian(v: np.ndarray) -> np.ndarray:
+    def jacobian(v: np.ndarray, _: np.ndarray) -> np.ndarray:
         return np.array([[-20 * v[0], 10.0], [-1.0, 0.0]])
 
     def objective(v: np.ndarray) -> float:
         return 0.5 * float(np.sum(residuals(v) ** 2))
 
     start = np.array([-1.2, 1.0])
-    polished, steps = levenberg_marquardt(lambda v: (objective(v), residuals(v)), jacobian,
-                                          start, iterations=60, tolerance=1e-12)
+    polished, steps = levenberg_marquardt(lambda v, _: (objective(v), residuals(v)),
+                                          jacobian, start, iterations=60, tolerance=1e-12)
     np.testing.assert_allclose(polished, [1.0, 1.0], atol=1e-4)
     losses = [objective(start)] + [s.loss for s in steps]
     assert np.all(np.diff(losses) <= 0)  # never accepts a worse step
     # a step that only raises a (swapped) objective is refused: the start comes back
-    same, refused = levenberg_marquardt(lambda v: (float(np.sum(v**2)), residuals(v)),
+    same, refused = levenberg_marquardt(lambda v, _: (float(np.sum(v**2)), residuals(v)),
                                         jacobian, np.zeros(2) + 1e-3, iterations=3,
                                         tolerance=0.0)
     np.testing.assert_array_equal(same, np.zeros(2) + 1e-3)
     assert not refused[-1].accepted
+
+
+def test_polish_holds_the_counting_weights_at_each_step_start() -> None:
+    """One rate fitted to six bins of few counts: the polish reaches the iteratively
+    reweighted point (the stationary point Adam's gradient seeks too), not the minimum of
+    the loss value, which the counting variance's growth with the rate pulls upwards."""
+    from scipy.optimize import brentq, minimize_scalar
+
+    from labloop.calibrate.loss import residual_variances, standardised_residuals
+    from labloop.calibrate.observations import Observations
+
+    term = "division_rate_by_distance_per_h"
+    hours = np.array([5.0, 10, 20, 40, 80, 160])
+    rate = np.array([0, 2, 3, 9, 15, 33.0]) / hours
+    observed = Observations({term: rate}, {term: np.zeros(6)}, 9, 0.5,
+                            exposure_h={term: hours})
+
+    def residuals(x: jax.Array, anchor: np.ndarray) -> jax.Array:
+        held = residual_variances({term: jnp.full((1, 6), np.exp(anchor[0]))}, observed)
+        model = jnp.exp(x[0]) * jnp.ones((1, 6))
+        return standardised_residuals({term: model}, observed, held)[term]
+
+    def evaluate(x: np.ndarray, anchor: np.ndarray) -> tuple[float, np.ndarray]:
+        r = np.asarray(residuals(jnp.asarray(x), anchor))
+        return 0.5 * float(np.sum(r**2)), r
+
+    def jacobian(x: np.ndarray, anchor: np.ndarray) -> np.ndarray:
+        return np.asarray(jax.jacfwd(lambda v: residuals(v, anchor))(jnp.asarray(x)))
+
+    polished, _ = levenberg_marquardt(evaluate, jacobian, np.array([np.log(0.05)]), 50,
+                                      1e-14)
+    reweighted = brentq(lambda m: np.sum((m - rate) * hours**2 / (m * hours + 0.5)), 1e-3, 1)
+    by_value = minimize_scalar(lambda m: np.sum((m - rate) ** 2 * hours**2 / (m * hours + 0.5)),
+                               bounds=(1e-3, 1), method="bounded").x
+    # measured: polish 0.19802, reweighted 0.19802, value minimum 0.19941
+    assert np.exp(polished[0]) == pytest.approx(reweighted, rel=1e-5)
+    assert by_value - reweighted > 0.001
 
 
 def test_time_step_must_divide_the_frame_interval() -> None:

@@ -31,7 +31,12 @@ import pandas as pd
 from jax.flatten_util import ravel_pytree
 
 from labloop.calibrate.derived import DIVISION_LAW, Derived, derived_intervals
-from labloop.calibrate.loss import Loss, gaussian_loss, standardised_residuals
+from labloop.calibrate.loss import (
+    Loss,
+    gaussian_loss,
+    residual_variances,
+    standardised_residuals,
+)
 from labloop.calibrate.observations import TERMS, Observations
 from labloop.calibrate.polish import PolishStep, levenberg_marquardt
 from labloop.calibrate.statistics import model_terms
@@ -84,7 +89,7 @@ class CalibrateSettings:
         ``patience`` steps without a relative improvement of ``tolerance``.
     polish_iterations
         Most Levenberg–Marquardt steps after Adam on the best start
-        (:mod:`.polish`; 0 switches the polish off). Each costs ``2 n_free + 1``
+        (:mod:`.polish`; 0 switches the polish off). Each costs ``2 n_free + 2``
         model evaluations plus its trials, no gradient; it stops early once a
         step gains less than ``tolerance``.
     seed
@@ -244,21 +249,34 @@ def secant_jacobian(function: Callable[[jax.Array], Any],
 
 
 def _polish(loss_and_residuals: Callable[[jax.Array, Any], tuple[jax.Array, jax.Array]],
-            differentiate: Callable[[Callable], Callable], vector: jax.Array, keys: Any,
+            variances_at: Callable[[jax.Array], Any],
+            differentiate: Callable[[Callable], Callable], vector: jax.Array,
             settings: CalibrateSettings,
             progress: Callable[[int], None]) -> tuple[jax.Array, list[PolishStep]]:
-    """Levenberg–Marquardt polish of ``vector`` on the replicates ``keys`` (:mod:`.polish`)."""
-    evaluate = jax.jit(lambda v: loss_and_residuals(v, keys))
-    jacobian = differentiate(lambda v: evaluate(v)[1])
+    """Levenberg–Marquardt polish of ``vector`` (:mod:`.polish`) on fixed replicates:
+    ``loss_and_residuals(v, variances)`` with the residuals' variances of
+    ``variances_at(anchor)`` held fixed over each step (jitted by the caller)."""
+    anchors: dict[bytes, Any] = {}
 
-    def as_numpy(x: np.ndarray) -> tuple[float, np.ndarray]:
-        value, residuals = evaluate(jnp.asarray(x, vector.dtype))
+    def variances(anchor: np.ndarray) -> Any:
+        key = anchor.tobytes()
+        if key not in anchors:
+            anchors.clear()
+            anchors[key] = variances_at(jnp.asarray(anchor, vector.dtype))
+        return anchors[key]
+
+    def evaluate(x: np.ndarray, anchor: np.ndarray) -> tuple[float, np.ndarray]:
+        value, residuals = loss_and_residuals(jnp.asarray(x, vector.dtype), variances(anchor))
         return float(value), np.asarray(residuals)
 
-    polished, steps = levenberg_marquardt(
-        as_numpy, lambda x: np.asarray(jacobian(jnp.asarray(x, vector.dtype))),
-        np.asarray(vector), settings.polish_iterations, settings.tolerance,
-        progress=progress)
+    def jacobian(x: np.ndarray, anchor: np.ndarray) -> np.ndarray:
+        held = variances(anchor)
+        return np.asarray(differentiate(lambda v: loss_and_residuals(v, held)[1])(
+            jnp.asarray(x, vector.dtype)))
+
+    polished, steps = levenberg_marquardt(evaluate, jacobian, np.asarray(vector),
+                                          settings.polish_iterations, settings.tolerance,
+                                          progress=progress)
     return jnp.asarray(polished, vector.dtype), steps
 
 
@@ -344,9 +362,14 @@ def recalibrate(observed: Observations | Sequence[Experiment], model: TissueMode
 
         return jax.vmap(one)(traj)
 
-    def residuals_by_run(vector: jax.Array,
-                         keys: Sequence[jax.Array]) -> list[dict[str, jax.Array]]:
-        return [standardised_residuals(replicate_terms(vector, k, exp, spf), exp.observed)
+    def residuals_by_run(vector: jax.Array, keys: Sequence[jax.Array],
+                         variances: Sequence[Any] | None = None) -> list[dict[str, jax.Array]]:
+        held = variances or [None] * len(runs)
+        return [standardised_residuals(replicate_terms(vector, k, exp, spf), exp.observed, v)
+                for (exp, spf), k, v in zip(runs, keys, held, strict=True)]
+
+    def variances_by_run(vector: jax.Array, keys: Sequence[jax.Array]) -> list[Any]:
+        return [residual_variances(replicate_terms(vector, k, exp, spf), exp.observed)
                 for (exp, spf), k in zip(runs, keys, strict=True)]
 
     def flat(by_run: list[dict[str, jax.Array]]) -> jax.Array:
@@ -354,15 +377,16 @@ def recalibrate(observed: Observations | Sequence[Experiment], model: TissueMode
                                                                          strict=True)
                                 for t in exp.observed.values])
 
-    def residual_vector(vector: jax.Array, keys: Sequence[jax.Array]) -> jax.Array:
-        return flat(residuals_by_run(vector, keys))
+    def residual_vector(vector: jax.Array, keys: Sequence[jax.Array],
+                        variances: Sequence[Any]) -> jax.Array:
+        return flat(residuals_by_run(vector, keys, variances))
 
     def objective(vector: jax.Array, keys: Sequence[jax.Array]) -> jax.Array:
         return sum(loss(res) for res in residuals_by_run(vector, keys))
 
-    def loss_and_residuals(vector: jax.Array,
-                           keys: Sequence[jax.Array]) -> tuple[jax.Array, jax.Array]:
-        by_run = residuals_by_run(vector, keys)
+    def loss_and_residuals(vector: jax.Array, keys: Sequence[jax.Array],
+                           variances: Sequence[Any]) -> tuple[jax.Array, jax.Array]:
+        by_run = residuals_by_run(vector, keys, variances)
         return sum(loss(res) for res in by_run), flat(by_run)
 
     opt = optax.adam(optax.cosine_decay_schedule(settings.learning_rate,
@@ -409,8 +433,13 @@ def recalibrate(observed: Observations | Sequence[Experiment], model: TissueMode
             if progress is not None:
                 progress(adam_steps + step, total)
 
-        vector, steps = _polish(loss_and_residuals, differentiate, vector, keys, settings,
-                                polish_progress)
+        # the functions are jitted once here; the polish differentiates them unjitted again
+        polish_differentiate = (jax.jacfwd if settings.jacobian == "forward"
+                                else lambda f: secant_jacobian(f, settings.secant_step))
+        vector, steps = _polish(
+            jax.jit(lambda v, var: loss_and_residuals(v, keys, var)),
+            jax.jit(lambda v: variances_by_run(v, keys)), polish_differentiate, vector,
+            settings, polish_progress)
         last = max(r["iteration"] for r in rows if r["start"] == best_start)
         rows += [{"start": best_start, "iteration": last + 1 + i, "loss": st.loss,
                   "stage": "polish"} for i, st in enumerate(steps)]
@@ -419,7 +448,8 @@ def recalibrate(observed: Observations | Sequence[Experiment], model: TissueMode
     fresh = [jax.random.split(k, max(settings.n_replicates, 16))
              for k in jax.random.split(k_final, len(runs))]
     final_loss = float(jax.jit(objective)(vector, fresh))
-    jacobian = np.asarray(differentiate(lambda v: residual_vector(v, fresh))(vector))
+    at_fit = jax.jit(lambda v: variances_by_run(v, fresh))(vector)
+    jacobian = np.asarray(differentiate(lambda v: residual_vector(v, fresh, at_fit))(vector))
     cov = covariance_from_jacobian(jacobian)
     raw = np.asarray(vector)
     table = intervals(names, raw, cov, positive, units)

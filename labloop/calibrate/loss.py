@@ -31,23 +31,42 @@ from labloop.calibrate.observations import Observations
 Loss = Callable[[Mapping[str, jax.Array]], jax.Array]
 
 
-def standardised_residuals(replicates: Mapping[str, jax.Array],
-                           observed: Observations) -> dict[str, jax.Array]:
-    """Residuals ``r`` per term (module doc); ``replicates[term]`` is ``(R, K)``."""
+def residual_variances(replicates: Mapping[str, jax.Array],
+                       observed: Observations) -> dict[str, jax.Array]:
+    """Per term, the variance added to the observed ``s²`` (module doc): the replicate
+    variance with the Monte Carlo correction, plus the counting variance at the model's
+    rate for rate terms; held fixed in the gradient. ``replicates[term]`` is ``(R, K)``."""
     out = {}
-    for term, y in observed.values.items():
+    for term in observed.values:
         values = replicates[term]
-        mean = jnp.mean(values, axis=0)
-        var = jax.lax.stop_gradient(jnp.var(values, axis=0)) * (1 + 1 / values.shape[0])
+        var = jnp.var(values, axis=0) * (1 + 1 / values.shape[0])
         if term in observed.exposure_h:
             exposure = jnp.asarray(observed.exposure_h[term])
-            counting = (jnp.maximum(mean, 0.0) * exposure + 0.5) / exposure**2
-            var = var + jax.lax.stop_gradient(jnp.where(exposure > 0, counting, 0.0))
+            mean = jnp.maximum(jnp.mean(values, axis=0), 0.0)
+            var = var + jnp.where(exposure > 0, (mean * exposure + 0.5) / exposure**2, 0.0)
+        out[term] = jax.lax.stop_gradient(var)
+    return out
+
+
+def standardised_residuals(replicates: Mapping[str, jax.Array], observed: Observations,
+                           variances: Mapping[str, jax.Array] | None = None,
+                           ) -> dict[str, jax.Array]:
+    """Residuals ``r`` per term (module doc); ``replicates[term]`` is ``(R, K)``.
+
+    ``variances`` (from :func:`residual_variances`) holds the weights at another point,
+    e.g. the start of a polish step; by default they come from ``replicates``.
+    """
+    if variances is None:
+        variances = residual_variances(replicates, observed)
+    out = {}
+    for term, y in observed.values.items():
+        mean = jnp.mean(replicates[term], axis=0)
         y = jnp.asarray(y)
         s = jnp.asarray(observed.sd[term])
         ok = jnp.isfinite(y) & jnp.isfinite(s)
         # safe values where unobserved, so no NaN reaches the gradient through `where`
-        r = (mean - jnp.where(ok, y, 0.0)) / jnp.sqrt(jnp.where(ok, s, 1.0) ** 2 + var + 1e-12)
+        r = ((mean - jnp.where(ok, y, 0.0))
+             / jnp.sqrt(jnp.where(ok, s, 1.0) ** 2 + variances[term] + 1e-12))
         out[term] = jnp.where(ok, r, 0.0)
     return out
 

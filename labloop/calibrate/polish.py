@@ -11,10 +11,16 @@ whole valley, and reaches its floor in a few steps. Each step solves
 
 and is accepted only if it lowers the objective (which may be a swapped loss;
 for the default ``½ Σ r²`` this is exact Levenberg–Marquardt); ``μ`` shrinks
-after an accepted step and grows after a rejected one. ``J`` is whatever the
+after an accepted step and grows after a rejected one. The residuals' weights
+(their variances, which grow with the model's mean for counts) are held at
+each step's start: the steps converge to the iteratively reweighted point, the
+Poisson likelihood's for counting variances and the one Adam's gradient (which
+holds the variances fixed) seeks too, not to the minimum of the loss's value,
+which a variance that grows with the mean pulls upwards. ``J`` is whatever the
 fit differentiates with (central secants with common random numbers by
-default), so a polish step costs ``2 n_free + 1`` model evaluations plus the
-trials (each gives the loss and the residuals at once) and no gradient.
+default), so a polish step costs ``2 n_free + 2`` model evaluations (the
+secants, the weights and the loss at its start) plus the trials (each gives the
+loss and the residuals at once) and no gradient.
 """
 
 from __future__ import annotations
@@ -40,8 +46,8 @@ class PolishStep:
     accepted: bool
 
 
-def levenberg_marquardt(evaluate: Callable[[np.ndarray], tuple[float, np.ndarray]],
-                        jacobian: Callable[[np.ndarray], np.ndarray],
+def levenberg_marquardt(evaluate: Callable[[np.ndarray, np.ndarray], tuple[float, np.ndarray]],
+                        jacobian: Callable[[np.ndarray, np.ndarray], np.ndarray],
                         start: np.ndarray, iterations: int, tolerance: float, *,
                         damping: float = 1e-2,
                         progress: Callable[[int], None] | None = None,
@@ -51,10 +57,11 @@ def levenberg_marquardt(evaluate: Callable[[np.ndarray], tuple[float, np.ndarray
     Parameters
     ----------
     evaluate
-        ``x -> (loss, r)``: the objective (a step is accepted only if it lowers it)
-        and the standardised residuals (1-D) from one model evaluation.
+        ``(x, anchor) -> (loss, r)``: the objective (a step is accepted only if it
+        lowers it) and the standardised residuals (1-D) at ``x``, weighted as at
+        ``anchor`` (the step's start), from one model evaluation.
     jacobian
-        ``x -> ∂r/∂x`` of shape ``(len(r), len(x))``.
+        ``(x, anchor) -> ∂r/∂x`` of shape ``(len(r), len(x))``, weights as at ``anchor``.
     start
         Starting vector in optimiser space.
     iterations
@@ -73,10 +80,10 @@ def levenberg_marquardt(evaluate: Callable[[np.ndarray], tuple[float, np.ndarray
         :class:`PolishStep` per iteration.
     """
     x = np.asarray(start, dtype=float)
-    value, r = evaluate(x)
     steps: list[PolishStep] = []
     for _ in range(iterations):
-        jac = np.asarray(jacobian(x), dtype=float)
+        value, r = evaluate(x, x)
+        jac = np.asarray(jacobian(x, x), dtype=float)
         if not (np.all(np.isfinite(r)) and np.all(np.isfinite(jac))):
             break
         gradient, curvature = jac.T @ r, jac.T @ jac
@@ -86,10 +93,10 @@ def levenberg_marquardt(evaluate: Callable[[np.ndarray], tuple[float, np.ndarray
             delta = -np.linalg.lstsq(curvature + damping * np.diag(scale), gradient,
                                      rcond=None)[0]
             delta *= min(1.0, MAX_STEP / max(float(np.abs(delta).max()), 1e-300))
-            trial_value, trial_r = evaluate(x + delta)
+            trial_value, _ = evaluate(x + delta, x)
             if np.isfinite(trial_value) and trial_value < value:
                 improvement = (value - trial_value) / max(abs(value), 1e-300)
-                x, value, r, accepted = x + delta, trial_value, trial_r, True
+                x, value, accepted = x + delta, trial_value, True
                 damping = max(damping / 3.0, 1e-6)
                 break
             damping *= 4.0
