@@ -1,6 +1,6 @@
 """Parameter recovery through the whole loop (issue 7), not a test.
 
-Run ``python benchmarks/bench_calibrate.py [--seeds 0 1 2]`` (about 25 minutes per
+Run ``python benchmarks/bench_calibrate.py [--seeds 0 1 2]`` (about 13 minutes per
 seed on 2 cores). Writes ``benchmarks/results/calibrate.json`` and
 ``calibrate.md``.
 
@@ -71,7 +71,7 @@ TRUTH = {"division.max_rate_per_h": 0.25, "division.output_weights": [4.0],
 START = {"division.max_rate_per_h": 0.15, "division.output_weights": [2.0],
          "growth_factor.decay_length_um": 30.0, "mechanics.motility_um2_per_h": 1.0}
 FIXED = {"gene.input_weights": [-3.0], "gene.bias": [1.5], "division.output_bias": -2.0}
-#: one start and 4 replicates keep a fit of both movies near 10 minutes on 2 cores; the
+#: one start and 4 replicates keep a fit of both movies near 7 minutes on 2 cores; the
 #: whole cosine-decayed Adam schedule runs (no early stop: the objective is flat for a
 #: while before it settles), then up to 8 Levenberg–Marquardt steps reach the floor of
 #: the λ_max–read-out-weight valley that Adam creeps along
