@@ -65,7 +65,9 @@ DESIGNS = {
 }
 FRAME_INTERVAL_H = 0.5
 TARGET_HALF_WIDTH = 0.10
-AT_TRUTH = CalibrateSettings(free=FREE, n_starts=1, max_iterations=1, patience=1)
+#: one Adam evaluation (its update is not taken) and no polish: the fit stays at the truth
+AT_TRUTH = CalibrateSettings(free=FREE, n_starts=1, max_iterations=1, patience=1,
+                             polish_iterations=0)
 
 
 def experiment(model: TissueModel, truth, n_cells: int, n_sources: int, hours: float,

@@ -7,7 +7,8 @@ For each size: a 3D cluster of ``N`` cells (15 % source cells) grows for 4 h
 under the tissue model with known parameters; its true lineage is observed
 (:func:`labloop.calibrate.observe`) and :func:`labloop.calibrate.recalibrate`
 fits the four parameters of ``bench_calibrate.py`` from the same start, with a
-fixed budget (one start, 8 replicates, 12 iterations, no early stop) so sizes
+fixed budget (one start, 8 replicates, 12 Adam iterations, no early stop, no
+Levenberg–Marquardt polish, whose length depends on convergence) so sizes
 compare. Reported: the whole fit (compilation, iterations and the Laplace
 uncertainty), its compilation-free part per iteration, and the log-log slope
 of time against cells. The model picks all-pairs neighbours below 512 slots and
@@ -43,9 +44,10 @@ SIZES = (25, 50, 100, 200, 400)
 FRAMES = 8
 STEPS_PER_FRAME = 2
 ITERATIONS = 12
+#: a fixed budget: no early stop and no polish (whose length depends on convergence)
 SETTINGS = CalibrateSettings(free=FREE, n_starts=1, n_replicates=8,
                              max_iterations=ITERATIONS, patience=ITERATIONS + 1,
-                             tolerance=0.0, learning_rate=0.05)
+                             tolerance=0.0, learning_rate=0.05, polish_iterations=0)
 
 
 def fit_one(n: int) -> dict:
