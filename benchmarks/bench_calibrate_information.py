@@ -1,6 +1,6 @@
 """How much movie does a 10 % parameter recovery need? (issue 7, not a test)
 
-Run ``python benchmarks/bench_calibrate_information.py`` (about 4 minutes on 2
+Run ``python benchmarks/bench_calibrate_information.py`` (about 8 minutes on 2
 cores). Writes ``benchmarks/results/calibrate_information.json`` and ``.md``.
 
 For each experiment design — one movie of 40 cells over 8 h, one of 150 cells
