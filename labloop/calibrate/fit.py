@@ -41,7 +41,8 @@ from labloop.calibrate.observations import TERMS, Observations
 from labloop.calibrate.polish import PolishStep, levenberg_marquardt
 from labloop.calibrate.statistics import model_terms
 from labloop.calibrate.uncertainty import (
-    covariance_from_jacobian,
+    covariance_from_information,
+    cross_fitted_information,
     identifiability,
     intervals,
 )
@@ -232,17 +233,17 @@ def _leaf_names(params: TissueParams, mask: TissueParams) -> tuple[list[str], li
     return names, positive, units
 
 
-def secant_jacobian(function: Callable[[jax.Array], Any],
-                    step: float) -> Callable[[jax.Array], Any]:
+def secant_jacobian(function: Callable[..., Any], step: float) -> Callable[..., Any]:
     """``x ↦ ∂f/∂x`` by central differences ``(f(x + h eᵢ) − f(x − h eᵢ)) / 2h``; ``f`` maps
-    a vector to a pytree of arrays, the result has a trailing axis per entry of ``x``
-    (as :func:`jax.jacfwd`)."""
-    def jacobian(x: jax.Array) -> Any:
+    a vector (and any further arguments, passed through) to a pytree of arrays, the
+    result has a trailing axis per entry of ``x`` (as :func:`jax.jacfwd`)."""
+    def jacobian(x: jax.Array, *args: Any) -> Any:
         columns = []
         for i in range(x.size):
             shift = jnp.zeros_like(x).at[i].set(step)
             columns.append(jax.tree_util.tree_map(lambda a, b: (a - b) / (2 * step),
-                                                  function(x + shift), function(x - shift)))
+                                                  function(x + shift, *args),
+                                                  function(x - shift, *args)))
         return jax.tree_util.tree_map(lambda *c: jnp.stack(c, axis=-1), *columns)
 
     return jacobian
@@ -449,8 +450,14 @@ def recalibrate(observed: Observations | Sequence[Experiment], model: TissueMode
              for k in jax.random.split(k_final, len(runs))]
     final_loss = float(jax.jit(objective)(vector, fresh))
     at_fit = jax.jit(lambda v: variances_by_run(v, fresh))(vector)
-    jacobian = np.asarray(differentiate(lambda v: residual_vector(v, fresh, at_fit))(vector))
-    cov = covariance_from_jacobian(jacobian)
+    # two Jacobians on independent halves of the replicates: their cross product is
+    # free of the Monte Carlo noise that JᵀJ adds to the information (.uncertainty)
+    half = len(fresh[0]) // 2
+    residuals_of = differentiate(lambda v, h: residual_vector(v, h, at_fit))
+    first, second = (np.asarray(residuals_of(vector, [k[part] for k in fresh]))
+                     for part in (slice(None, half), slice(half, None)))
+    jacobian = 0.5 * (first + second)
+    cov = covariance_from_information(cross_fitted_information(first, second))
     raw = np.asarray(vector)
     table = intervals(names, raw, cov, positive, units)
     notes = identifiability(names, cov, positive, jacobian)
