@@ -376,31 +376,6 @@ def test_polish_holds_the_counting_weights_at_each_step_start() -> None:
     assert by_value - reweighted > 0.001
 
 
-def test_cross_fitted_information_is_free_of_the_jacobians_noise() -> None:
-    """Two noisy Jacobians of a weakly informed direction: JᵀJ adds the noise's variance
-    to the information, the cross product of independent ones does not."""
-    from labloop.calibrate.uncertainty import (
-        covariance_from_information,
-        cross_fitted_information,
-    )
-
-    rng = np.random.default_rng(0)
-    truth = np.stack([rng.normal(size=60), 0.05 * rng.normal(size=60)], axis=1)
-    single, cross = [], []
-    for _ in range(400):
-        first, second = (truth + 0.1 * rng.normal(size=truth.shape) for _ in range(2))
-        single.append(first.T @ first)
-        cross.append(cross_fitted_information(first, second))
-    exact = truth.T @ truth
-    # the weak direction: 0.15 exact, +60 × 0.01 noise variance in JᵀJ
-    assert np.mean(single, axis=0)[1, 1] > 3 * exact[1, 1]
-    assert np.mean(cross, axis=0)[1, 1] == pytest.approx(exact[1, 1], rel=0.35)
-    assert all(np.linalg.eigvalsh(c).min() >= -1e-9 for c in cross)
-    # no information along a direction: its variance is unbounded, not zero
-    flat = covariance_from_information(np.diag([4.0, 0.0]))
-    assert flat[0, 0] == pytest.approx(0.25) and flat[1, 1] > 1e8
-
-
 def test_time_step_must_divide_the_frame_interval() -> None:
     assert steps_per_frame(MODEL, 0.5) == 2
     with pytest.raises(InputError, match="not a whole number"):

@@ -41,8 +41,7 @@ from labloop.calibrate.observations import TERMS, Observations
 from labloop.calibrate.polish import PolishStep, levenberg_marquardt
 from labloop.calibrate.statistics import model_terms
 from labloop.calibrate.uncertainty import (
-    covariance_from_information,
-    cross_fitted_information,
+    covariance_from_jacobian,
     identifiability,
     intervals,
 )
@@ -233,17 +232,17 @@ def _leaf_names(params: TissueParams, mask: TissueParams) -> tuple[list[str], li
     return names, positive, units
 
 
-def secant_jacobian(function: Callable[..., Any], step: float) -> Callable[..., Any]:
+def secant_jacobian(function: Callable[[jax.Array], Any],
+                    step: float) -> Callable[[jax.Array], Any]:
     """``x ↦ ∂f/∂x`` by central differences ``(f(x + h eᵢ) − f(x − h eᵢ)) / 2h``; ``f`` maps
-    a vector (and any further arguments, passed through) to a pytree of arrays, the
-    result has a trailing axis per entry of ``x`` (as :func:`jax.jacfwd`)."""
-    def jacobian(x: jax.Array, *args: Any) -> Any:
+    a vector to a pytree of arrays, the result has a trailing axis per entry of ``x``
+    (as :func:`jax.jacfwd`)."""
+    def jacobian(x: jax.Array) -> Any:
         columns = []
         for i in range(x.size):
             shift = jnp.zeros_like(x).at[i].set(step)
             columns.append(jax.tree_util.tree_map(lambda a, b: (a - b) / (2 * step),
-                                                  function(x + shift, *args),
-                                                  function(x - shift, *args)))
+                                                  function(x + shift), function(x - shift)))
         return jax.tree_util.tree_map(lambda *c: jnp.stack(c, axis=-1), *columns)
 
     return jacobian
@@ -450,14 +449,8 @@ def recalibrate(observed: Observations | Sequence[Experiment], model: TissueMode
              for k in jax.random.split(k_final, len(runs))]
     final_loss = float(jax.jit(objective)(vector, fresh))
     at_fit = jax.jit(lambda v: variances_by_run(v, fresh))(vector)
-    # two Jacobians on independent halves of the replicates: their cross product is
-    # free of the Monte Carlo noise that JᵀJ adds to the information (.uncertainty)
-    half = len(fresh[0]) // 2
-    residuals_of = differentiate(lambda v, h: residual_vector(v, h, at_fit))
-    first, second = (np.asarray(residuals_of(vector, [k[part] for k in fresh]))
-                     for part in (slice(None, half), slice(half, None)))
-    jacobian = 0.5 * (first + second)
-    cov = covariance_from_information(cross_fitted_information(first, second))
+    jacobian = np.asarray(differentiate(lambda v: residual_vector(v, fresh, at_fit))(vector))
+    cov = covariance_from_jacobian(jacobian)
     raw = np.asarray(vector)
     table = intervals(names, raw, cov, positive, units)
     notes = identifiability(names, cov, positive, jacobian)
