@@ -89,7 +89,7 @@ class CalibrateSettings:
         ``patience`` steps without a relative improvement of ``tolerance``.
     polish_iterations
         Most Levenberg–Marquardt steps after Adam on the best start
-        (:mod:`.polish`; 0 switches the polish off). Each costs ``2 n_free + 2``
+        (:mod:`.polish`; 0 switches the polish off). Each costs ``2 n_free + 1``
         model evaluations plus its trials, no gradient; it stops early once a
         step gains less than ``tolerance``.
     seed
@@ -249,29 +249,35 @@ def secant_jacobian(function: Callable[[jax.Array], Any],
 
 
 def _polish(loss_and_residuals: Callable[[jax.Array, Any], tuple[jax.Array, jax.Array]],
-            variances_at: Callable[[jax.Array], Any],
+            start_of_step: Callable[[jax.Array], tuple[jax.Array, jax.Array, Any]],
             differentiate: Callable[[Callable], Callable], vector: jax.Array,
             settings: CalibrateSettings,
             progress: Callable[[int], None]) -> tuple[jax.Array, list[PolishStep]]:
     """Levenberg–Marquardt polish of ``vector`` (:mod:`.polish`) on fixed replicates:
-    ``loss_and_residuals(v, variances)`` with the residuals' variances of
-    ``variances_at(anchor)`` held fixed over each step (jitted by the caller)."""
-    anchors: dict[bytes, Any] = {}
+    ``start_of_step(v) -> (loss, residuals, variances)`` at a step's start (one model
+    evaluation), then ``loss_and_residuals(v, variances)`` with those variances held
+    over the step (both jitted by the caller)."""
+    held: dict[bytes, Any] = {}
 
     def variances(anchor: np.ndarray) -> Any:
         key = anchor.tobytes()
-        if key not in anchors:
-            anchors.clear()
-            anchors[key] = variances_at(jnp.asarray(anchor, vector.dtype))
-        return anchors[key]
+        if key not in held:
+            held.clear()
+            held[key] = start_of_step(jnp.asarray(anchor, vector.dtype))
+        return held[key][2]
 
     def evaluate(x: np.ndarray, anchor: np.ndarray) -> tuple[float, np.ndarray]:
-        value, residuals = loss_and_residuals(jnp.asarray(x, vector.dtype), variances(anchor))
+        if np.array_equal(x, anchor):  # a step's start: the evaluation that set its weights
+            variances(anchor)
+            value, residuals, _ = held[anchor.tobytes()]
+        else:
+            value, residuals = loss_and_residuals(jnp.asarray(x, vector.dtype),
+                                                  variances(anchor))
         return float(value), np.asarray(residuals)
 
     def jacobian(x: np.ndarray, anchor: np.ndarray) -> np.ndarray:
-        held = variances(anchor)
-        return np.asarray(differentiate(lambda v: loss_and_residuals(v, held)[1])(
+        fixed = variances(anchor)
+        return np.asarray(differentiate(lambda v: loss_and_residuals(v, fixed)[1])(
             jnp.asarray(x, vector.dtype)))
 
     polished, steps = levenberg_marquardt(evaluate, jacobian, np.asarray(vector),
@@ -368,9 +374,6 @@ def recalibrate(observed: Observations | Sequence[Experiment], model: TissueMode
         return [standardised_residuals(replicate_terms(vector, k, exp, spf), exp.observed, v)
                 for (exp, spf), k, v in zip(runs, keys, held, strict=True)]
 
-    def variances_by_run(vector: jax.Array, keys: Sequence[jax.Array]) -> list[Any]:
-        return [residual_variances(replicate_terms(vector, k, exp, spf), exp.observed)
-                for (exp, spf), k in zip(runs, keys, strict=True)]
 
     def flat(by_run: list[dict[str, jax.Array]]) -> jax.Array:
         return jnp.concatenate([res[t].ravel() for (exp, _), res in zip(runs, by_run,
@@ -388,6 +391,16 @@ def recalibrate(observed: Observations | Sequence[Experiment], model: TissueMode
                            variances: Sequence[Any]) -> tuple[jax.Array, jax.Array]:
         by_run = residuals_by_run(vector, keys, variances)
         return sum(loss(res) for res in by_run), flat(by_run)
+
+    def with_own_variances(vector: jax.Array, keys: Sequence[jax.Array],
+                           ) -> tuple[jax.Array, jax.Array, list[Any]]:
+        """Loss, residuals and the variances weighting them, all at ``vector``."""
+        variances, by_run = [], []
+        for (exp, spf), k in zip(runs, keys, strict=True):
+            terms = replicate_terms(vector, k, exp, spf)
+            variances.append(residual_variances(terms, exp.observed))
+            by_run.append(standardised_residuals(terms, exp.observed, variances[-1]))
+        return sum(loss(res) for res in by_run), flat(by_run), variances
 
     opt = optax.adam(optax.cosine_decay_schedule(settings.learning_rate,
                                                  settings.max_iterations, alpha=0.1))
@@ -438,7 +451,7 @@ def recalibrate(observed: Observations | Sequence[Experiment], model: TissueMode
                                 else lambda f: secant_jacobian(f, settings.secant_step))
         vector, steps = _polish(
             jax.jit(lambda v, var: loss_and_residuals(v, keys, var)),
-            jax.jit(lambda v: variances_by_run(v, keys)), polish_differentiate, vector,
+            jax.jit(lambda v: with_own_variances(v, keys)), polish_differentiate, vector,
             settings, polish_progress)
         last = max(r["iteration"] for r in rows if r["start"] == best_start)
         rows += [{"start": best_start, "iteration": last + 1 + i, "loss": st.loss,
@@ -447,8 +460,8 @@ def recalibrate(observed: Observations | Sequence[Experiment], model: TissueMode
         progress(total, total)
     fresh = [jax.random.split(k, max(settings.n_replicates, 16))
              for k in jax.random.split(k_final, len(runs))]
-    final_loss = float(jax.jit(objective)(vector, fresh))
-    at_fit = jax.jit(lambda v: variances_by_run(v, fresh))(vector)
+    final, _, at_fit = jax.jit(with_own_variances)(vector, fresh)
+    final_loss = float(final)
     jacobian = np.asarray(differentiate(lambda v: residual_vector(v, fresh, at_fit))(vector))
     cov = covariance_from_jacobian(jacobian)
     raw = np.asarray(vector)

@@ -18,9 +18,9 @@ Poisson likelihood's for counting variances and the one Adam's gradient (which
 holds the variances fixed) seeks too, not to the minimum of the loss's value,
 which a variance that grows with the mean pulls upwards. ``J`` is whatever the
 fit differentiates with (central secants with common random numbers by
-default), so a polish step costs ``2 n_free + 2`` model evaluations (the
-secants, the weights and the loss at its start) plus the trials (each gives the
-loss and the residuals at once) and no gradient.
+default), so a polish step costs ``2 n_free + 1`` model evaluations (the
+secants, and the loss with the weights at its start) plus the trials (each
+gives the loss and the residuals at once) and no gradient.
 """
 
 from __future__ import annotations
