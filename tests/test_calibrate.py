@@ -55,6 +55,22 @@ def simulated_lineage(params, seed: int = 0, frames: int = 8) -> tuple[Lineage, 
     return lineage, sources
 
 
+def uniform_division_replicates(rate_per_h: float, *, n_cells: int, seed: int,
+                                replicates: int, n_frames: int, steps_per_frame: int):
+    """Replicates of a cluster whose every cell divides at ``rate_per_h`` (read-out weight
+    0, saturated bias), none refused for want of capacity; cluster from key ``seed``,
+    replicates from ``seed + 1``."""
+    uniform = with_values(default_params(1), **{"division.max_rate_per_h": rate_per_h,
+                                                "division.output_weights": [0.0],
+                                                "division.output_bias": 10.0})
+    init = round_cluster(MODEL, n_cells, n_genes=1, key=jax.random.key(seed))
+    traj = simulate_replicates(MODEL, uniform,
+                               jax.random.split(jax.random.key(seed + 1), replicates), init,
+                               n_frames=n_frames, steps_per_frame=steps_per_frame)
+    assert int(traj.frames.counters.overflow.max()) == 0
+    return traj
+
+
 def test_motion_segments_follow_tracks_and_skip_divisions() -> None:
     nodes = pd.DataFrame({"t": [0, 1, 2, 0, 1, 2, 2],
                           "z": 0.0, "y": 0.0, "x": [0.0, 1.0, 3.0, 50, 51, 52, 53]})
@@ -227,13 +243,8 @@ def test_growth_rate_residuals_are_independent_where_count_increases_are_not() -
     # cells, so summed standardised count increases vary more than independent entries
     # would; per cell present (the growth rate, Pearson variance at the model's rate) the
     # frames' residuals add up as independent ones (the sum's variance is ~ the frames')
-    steady = with_values(default_params(1), **{"division.max_rate_per_h": 0.3,
-                                               "division.output_weights": [0.0],
-                                               "division.output_bias": 10.0})
-    init = round_cluster(MODEL, 10, n_genes=1, key=jax.random.key(5))
-    traj = simulate_replicates(MODEL, steady, jax.random.split(jax.random.key(6), 300), init,
-                               n_frames=8, steps_per_frame=2)
-    assert int(traj.frames.counters.overflow.max()) == 0
+    traj = uniform_division_replicates(0.3, n_cells=10, seed=5, replicates=300, n_frames=8,
+                                       steps_per_frame=2)
     n = np.asarray(jax.vmap(counts)(traj))
     exposure = n[:, :-1] * 0.5
     model_rate = np.asarray(jax.vmap(growth_rate)(traj)).mean(0)
@@ -252,13 +263,8 @@ def test_profile_counts_the_divisions_the_recorded_frames_show() -> None:
     from labloop.calibrate.statistics import division_rate_by_distance
     from labloop.measure.statistics import mother_ids
 
-    fast = with_values(default_params(1), **{"division.max_rate_per_h": 1.0,
-                                             "division.output_weights": [0.0],
-                                             "division.output_bias": 10.0})
-    init = round_cluster(MODEL, 6, n_genes=1, key=jax.random.key(3))
-    traj = simulate_replicates(MODEL, fast, jax.random.split(jax.random.key(4), 60), init,
-                               n_frames=2, steps_per_frame=4)
-    assert int(traj.frames.counters.overflow.max()) == 0
+    traj = uniform_division_replicates(1.0, n_cells=6, seed=3, replicates=60, n_frames=2,
+                                       steps_per_frame=4)
     edges = jnp.array([0.0, 1e4])
 
     def profile_divisions(t):
