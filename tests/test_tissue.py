@@ -66,6 +66,26 @@ def test_cell_list_finds_the_same_neighbours_as_all_pairs():
     assert int(overflow) > 0
 
 
+def test_a_full_neighbour_list_keeps_the_nearest_cells():
+    # a crowded cluster: ~60 cells in range of the middle ones, lists of 8. Slots are
+    # shuffled so that the nearest cells are not the first slots (a list that kept the
+    # first slots in range dropped neighbours in contact and let cells overlap)
+    rng = np.random.default_rng(1)
+    pos = rng.uniform(-15, 15, (300, 3))
+    x = jnp.asarray(pos, jnp.float32)
+    alive = jnp.ones(300, bool)
+    d = np.linalg.norm(pos[:, None] - pos[None], axis=-1)
+    np.fill_diagonal(d, np.inf)
+    nearest = [set(np.argsort(row)[:8].tolist()) for row in d]
+    crowded = (d < 12.0).sum(axis=1) > 8
+    assert crowded.sum() > 250
+    for indices, overflow in (dense_neighbours(x, alive, 12.0, 8),
+                              cell_list_neighbours(x, alive, 12.0, 8, 64, dim=3)):
+        kept = [set(r[r < 300].tolist()) for r in np.asarray(indices)]
+        assert all(kept[i] == nearest[i] for i in np.nonzero(crowded)[0])
+        assert int(overflow) == int(np.maximum((d < 12.0).sum(axis=1) - 8, 0).sum())
+
+
 # ------------------------------------------------------------------ growth factor
 def test_growth_factor_is_the_green_function_of_the_sources():
     from scipy.special import k0

@@ -45,7 +45,7 @@ class TissueModel:
     max_per_cell
         Slots of one grid cell of the cell list.
     max_neighbours
-        Length of each cell's neighbour list.
+        Length of each cell's neighbour list (the nearest cells in range).
     max_sources
         Source cells taken into the growth-factor field (the field costs
         ``O(N · max_sources)``).

@@ -1,7 +1,8 @@
 """Fixed-size neighbour lists under ``jit``: all pairs (small N) or a hashed cell list.
 
-Both return ``(N, K)`` slot indices with ``N`` (one past the last slot) as the
-fill value, and the number of neighbours that did not fit. The search is
+Both return ``(N, K)`` slot indices of the ``K`` nearest neighbours in range,
+with ``N`` (one past the last slot) as the fill value, and the number of
+neighbours that did not fit (the farthest ones, whose forces are the weakest). The search is
 integer work under ``stop_gradient``; forces are then gathered along the list,
 so gradients flow through positions only.
 
@@ -26,16 +27,20 @@ import numpy as np
 _PRIMES = np.array([73856093, 19349663, 83492791], dtype=np.int64)
 
 
-def _compact(candidates: jax.Array, valid: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
-    """Keep per row the first ``k`` valid candidates (fill ``N``); count the rest."""
+def _nearest(candidates: jax.Array, d2: jax.Array, valid: jax.Array,
+             k: int) -> tuple[jax.Array, jax.Array]:
+    """Keep per row the ``k`` nearest valid candidates (fill ``N``); count the rest.
+
+    When a list overflows, the farthest neighbours (the weakest forces) are the
+    ones dropped, never an arbitrary subset.
+    """
     n = candidates.shape[0]
-    rank = jnp.cumsum(valid, axis=1) - 1
-    column = jnp.where(valid & (rank < k), rank, k)
-    rows = jnp.broadcast_to(jnp.arange(n)[:, None], candidates.shape)
-    out = jnp.full((n, k + 1), n, dtype=jnp.int32).at[rows, column].set(
-        candidates.astype(jnp.int32))
+    k = min(k, candidates.shape[1])
+    negative_d2, column = jax.lax.top_k(jnp.where(valid, -d2, -jnp.inf), k)
+    kept = jnp.take_along_axis(candidates, column, axis=1).astype(jnp.int32)
+    out = jnp.where(jnp.isfinite(negative_d2), kept, n)
     overflow = jnp.sum(jnp.maximum(jnp.sum(valid, axis=1) - k, 0))
-    return out[:, :k], overflow.astype(jnp.int32)
+    return out, overflow.astype(jnp.int32)
 
 
 def dense_neighbours(position: jax.Array, alive: jax.Array, range_um: float,
@@ -46,7 +51,7 @@ def dense_neighbours(position: jax.Array, alive: jax.Array, range_um: float,
     d2 = jnp.sum((x[:, None, :] - x[None, :, :]) ** 2, axis=-1)
     valid = (d2 < range_um**2) & alive[:, None] & alive[None, :] & ~jnp.eye(n, dtype=bool)
     candidates = jnp.broadcast_to(jnp.arange(n)[None, :], (n, n))
-    return _compact(candidates, valid, min(max_neighbours, n))
+    return _nearest(candidates, d2, valid, max_neighbours)
 
 
 def _hash(cube: jax.Array, table_size: int) -> jax.Array:
@@ -101,10 +106,11 @@ def cell_list_neighbours(position: jax.Array, alive: jax.Array, range_um: float,
     position_in_sorted = jnp.minimum(position_in_sorted, n - 1)
     candidate = order[position_in_sorted]                            # (N, S, M)
     same_cube = jnp.all(cube[candidate] == query_cube[:, :, None, :], axis=-1)
-    close = jnp.sum((x[candidate] - x[:, None, None, :]) ** 2, axis=-1) < range_um**2
+    d2 = jnp.sum((x[candidate] - x[:, None, None, :]) ** 2, axis=-1)
+    close = d2 < range_um**2
     valid = (in_range & (sorted_bucket[position_in_sorted] == query[..., None]) & same_cube
              & close & alive[candidate] & alive[:, None, None]
              & (candidate != jnp.arange(n)[:, None, None]))
-    indices, list_overflow = _compact(candidate.reshape(n, -1), valid.reshape(n, -1),
-                                      max_neighbours)
+    indices, list_overflow = _nearest(candidate.reshape(n, -1), d2.reshape(n, -1),
+                                      valid.reshape(n, -1), max_neighbours)
     return indices, (bucket_overflow + list_overflow).astype(jnp.int32)

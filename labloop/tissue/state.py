@@ -43,7 +43,8 @@ class Counters:
         the capacity was too small for this run.
     neighbour_overflow
         Cell-list or neighbour-list entries dropped because a grid cell or a
-        neighbour list was full (int). Non-zero means forces were missed.
+        neighbour list was full (int). A full list keeps its nearest cells, so
+        the forces missed are the weakest; a full grid cell misses any.
     source_overflow
         Source cells beyond ``max_sources`` left out of the growth-factor field.
     log_prob
