@@ -211,6 +211,8 @@ def test_secant_jacobian_matches_forward_mode_on_a_smooth_function() -> None:
     assert secant["a"].shape == (2, 2) and secant["b"].shape == (2,)
     with pytest.raises(InputError, match="jacobian must be"):
         CalibrateSettings(jacobian="backward")
+    with pytest.raises(InputError, match="laplace_replicates must be at least 2, got 1"):
+        CalibrateSettings(laplace_replicates=1)
 
 
 def test_cell_radius_is_half_the_contact_distance_of_a_jittered_packing() -> None:
