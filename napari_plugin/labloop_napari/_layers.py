@@ -164,9 +164,8 @@ def first_replicate(prediction: pd.DataFrame) -> pd.DataFrame:
     return first.sort_values(["track_id", "t"], kind="stable")
 
 
-def prediction_layer(experiment: Experiment) -> LayerData:
-    """The first replicate of the simulated prediction as tracks (one colour)."""
-    cells = first_replicate(experiment.read_table(PREDICTION))
+def prediction_layer(experiment: Experiment, cells: pd.DataFrame) -> LayerData:
+    """The first replicate of the simulated prediction (``cells``) as tracks (one colour)."""
     data = cells[["track_id", "t", *SPATIAL_COLUMNS]].to_numpy(dtype=np.float64)
     parents = cells.drop_duplicates("track_id").set_index("track_id")["parent_track_id"]
     known = set(parents.index.tolist())
@@ -182,9 +181,8 @@ def prediction_layer(experiment: Experiment) -> LayerData:
     return data, kwargs, "tracks"
 
 
-def prediction_cells_layer(experiment: Experiment) -> LayerData:
-    """The predicted cells of the first replicate as rings (source cells in orange)."""
-    cells = first_replicate(experiment.read_table(PREDICTION))
+def prediction_cells_layer(experiment: Experiment, cells: pd.DataFrame) -> LayerData:
+    """The predicted cells of the first replicate (``cells``) as rings (source cells orange)."""
     source = cells["source"].to_numpy() > 0 if "source" in cells.columns \
         else np.zeros(len(cells), dtype=bool)
     colours = np.where(source[:, None], SOURCE_CELL_RGBA, PREDICTION_RGBA)
@@ -193,17 +191,30 @@ def prediction_cells_layer(experiment: Experiment) -> LayerData:
     return voxel_points(cells, experiment.image.voxel_size_um), kwargs, "points"
 
 
-#: how each kind of layer is read, and whether the store has it
-_BUILDERS = {
+#: how each kind of observed layer is read, and whether the store has it
+_OBSERVED_BUILDERS = {
     "image": (image_layer, lambda e: True),
     "detections": (detections_layer, lambda e: e.has(DETECTIONS)),
     "tracks": (tracks_layer, lambda e: e.has(TRACKS)),
     "truth": (truth_layer, lambda e: e.has(TRUTH)),
-    "prediction": (prediction_layer, lambda e: e.has(PREDICTION)),
-    "prediction_cells": (prediction_cells_layer, lambda e: e.has(PREDICTION)),
 }
+#: how each kind of prediction layer is drawn from the prediction's first replicate
+_PREDICTION_BUILDERS = {"prediction": prediction_layer,
+                        "prediction_cells": prediction_cells_layer}
 
 
 def store_layers(experiment: Experiment, kinds: tuple[str, ...] = KINDS) -> list[LayerData]:
-    """Layer data of the given kinds that the store holds, bottom to top."""
-    return [_BUILDERS[kind][0](experiment) for kind in kinds if _BUILDERS[kind][1](experiment)]
+    """Layer data of the given kinds that the store holds, bottom to top.
+
+    The prediction table is read once for however many prediction layers are asked.
+    """
+    predicted = (first_replicate(experiment.read_table(PREDICTION))
+                 if experiment.has(PREDICTION) and set(kinds) & set(PREDICTION_KINDS) else None)
+    layers = []
+    for kind in kinds:
+        if kind in PREDICTION_KINDS:
+            if predicted is not None:
+                layers.append(_PREDICTION_BUILDERS[kind](experiment, predicted))
+        elif _OBSERVED_BUILDERS[kind][1](experiment):
+            layers.append(_OBSERVED_BUILDERS[kind][0](experiment))
+    return layers
