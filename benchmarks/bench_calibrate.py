@@ -1,6 +1,6 @@
 """Parameter recovery through the whole loop (issue 7), not a test.
 
-Run ``python benchmarks/bench_calibrate.py [--seeds 0 1 2]`` (about 13 minutes per
+Run ``python benchmarks/bench_calibrate.py [--seeds 0 1 2]`` (about 25 minutes per
 seed on 2 cores). Writes ``benchmarks/results/calibrate.json`` and
 ``calibrate.md``.
 

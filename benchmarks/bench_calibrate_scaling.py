@@ -1,6 +1,6 @@
 """How the time of a recalibration grows with the number of cells (issue 7), not a test.
 
-Run ``python benchmarks/bench_calibrate_scaling.py`` (about 4 minutes on 2 CPU
+Run ``python benchmarks/bench_calibrate_scaling.py`` (about 7 minutes on 2 CPU
 cores). Writes ``benchmarks/results/calibrate_scaling.json`` and ``.md``.
 
 For each size: a 3D cluster of ``N`` cells (15 % source cells) grows for 4 h
