@@ -44,7 +44,8 @@ class AugmentSettings:
     snr
         Signal-to-noise ratio range, drawn log-uniformly.
     radius_um
-        Mean nucleus radius (µm).
+        Mean nucleus radius (µm). Down to 1.5 µm: young daughters in crowded
+        tissue (and late embryos) have nuclei well below 2.5 µm.
     radius_cv
         Radius standard deviation relative to the mean.
     aspect_max
@@ -84,7 +85,7 @@ class AugmentSettings:
     """
 
     snr: tuple[float, float] = (0.8, 12.0)
-    radius_um: tuple[float, float] = (2.5, 5.0)
+    radius_um: tuple[float, float] = (1.5, 5.0)
     radius_cv: tuple[float, float] = (0.05, 0.2)
     aspect_max: tuple[float, float] = (1.0, 1.8)
     brightness_sigma: tuple[float, float] = (0.05, 0.4)
