@@ -27,7 +27,7 @@ from labloop.calibrate import (
     steps_per_frame,
     with_values,
 )
-from labloop.calibrate.fit import secant_jacobian
+from labloop.calibrate.fit import _step_on_fresh_replicates, secant_jacobian
 from labloop.calibrate.polish import levenberg_marquardt
 from labloop.calibrate.statistics import counts, expected_increase, growth_rate
 from labloop.errors import InputError
@@ -382,6 +382,29 @@ def test_polish_holds_the_counting_weights_at_each_step_start() -> None:
     # measured: polish 0.19802, reweighted 0.19802, value minimum 0.19941
     assert np.exp(polished[0]) == pytest.approx(reweighted, rel=1e-5)
     assert by_value - reweighted > 0.001
+
+
+def test_final_step_moves_to_the_minimum_over_the_laplace_replicates() -> None:
+    """The last step reuses the known Jacobian: on linear residuals it lands (up to the
+    damping) on the least-squares point, and it stays put where nothing is gained."""
+    rng = np.random.default_rng(0)
+    design, target = rng.normal(size=(12, 3)), rng.normal(size=12)
+    best = np.linalg.lstsq(design, target, rcond=None)[0]
+
+    def loss_and_residuals(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        r = jnp.asarray(design) @ x - jnp.asarray(target)
+        return 0.5 * jnp.sum(r**2), r
+
+    start = jnp.asarray(best + np.array([0.2, -0.1, 0.15]))
+    value, residuals = loss_and_residuals(start)
+    stepped = _step_on_fresh_replicates(loss_and_residuals, start, float(value),
+                                        np.asarray(residuals), design)
+    assert stepped is not None
+    np.testing.assert_allclose(np.asarray(stepped), best, atol=0.01)
+    at_best = jnp.asarray(best)
+    value, residuals = loss_and_residuals(at_best)
+    assert _step_on_fresh_replicates(loss_and_residuals, at_best, float(value),
+                                     np.asarray(residuals), design) is None
 
 
 def test_time_step_must_divide_the_frame_interval() -> None:

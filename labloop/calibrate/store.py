@@ -5,8 +5,9 @@ Writes, atomically and with provenance:
 ``labloop/fit/parameters``       free parameters with 90 % intervals (and every
                                  parameter's value and the division law's rates
                                  with intervals in the record);
-``labloop/fit/history``          loss per start and iteration (``stage``: Adam or the
-                                 Levenberg–Marquardt polish);
+``labloop/fit/history``          loss per start and iteration (``stage``: Adam, the
+                                 Levenberg–Marquardt polish or the final step on
+                                 the Laplace replicates);
 ``labloop/fit/fitted``           observed versus fitted morphometric terms;
 ``labloop/fit/sensitivity``      ∂ morphometric / ∂ parameter;
 ``labloop/prediction``           simulated cells (positions in µm) over the observed
