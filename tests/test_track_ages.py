@@ -67,3 +67,27 @@ def test_shipped_model_doubts_divisions_of_a_nucleus_that_just_divided():
         return float(model.division_probability(kept.with_ages(ages))[plausible].mean())
 
     assert mean_probability(0.05) < 0.65 * mean_probability(1.0)
+
+
+def test_training_builds_a_two_pass_model_that_tracks(tmp_path):
+    from dataclasses import replace
+
+    from labloop.track import track
+    from labloop.track.events import FIRST_PASS_DIVISION, EventModel
+    from labloop.track.training import TrainingSettings, train_event_model
+
+    settings = replace(TrainingSettings(), n_train=2, n_calibration=1, frames=16, cells=60,
+                       seed=5)
+    model, meta = train_event_model(settings)
+    assert model.two_pass
+    assert set(model.models["division"].cues) - set(model.models[FIRST_PASS_DIVISION].cues) == {
+        "mother_age_cycles", "mother_born_by_division"}
+    assert meta["event_models"]["division"]["n_heldout"] > 0
+    path = tmp_path / "event_model.json"
+    model.to_json(path)
+    assert EventModel.from_json(path).two_pass
+    truth = simulate_cells(SynthConfig(frames=10, shape=(16, 60, 60), voxel_size_um=(1, .5, .5),
+                                       n_cells=20, cycle_mean_h=1.0, seed=2))
+    lineage = track(perturb_detections(truth, DetectionNoise(), seed=0).drop(
+        columns="truth_node"), settings=TrackSettings(model_path=str(path)))
+    assert lineage.n_edges > 0.8 * truth.n_edges
