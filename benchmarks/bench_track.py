@@ -300,8 +300,9 @@ def print_tables(report: dict[str, Any]) -> None:
         if not cal:
             continue
         print(f"\n## Calibration ({title})")
-        print("| set | what | n | wrong | expected wrong | ECE | wrong in top 5 % |")
-        print("|---|---|---|---|---|---|---|")
+        print("| set | what | n | wrong | expected wrong | ECE | ECE if calibrated, median "
+              "(90 %) | wrong in top 5 % |")
+        print("|---|---|---|---|---|---|---|---|")
         items = ([(f"{k}", "links", v) for k, v in cal["links"].items()]
                  + [(f"{k}", "divisions", v) for k, v in cal["divisions"].items()]
                  if isinstance(cal["links"], dict) and "ece" not in cal["links"] else
@@ -309,7 +310,8 @@ def print_tables(report: dict[str, Any]) -> None:
                                                         cal["divisions"])])
         for name, what, c in items:
             print(f"| {name} | {what} | {c['n']} | {c['n_wrong']} | {c['expected_wrong']:.1f} | "
-                  f"{c['ece']:.4f} | {c['wrong_in_top5pct']:.3f} |")
+                  f"{c['ece']:.4f} | {c['ece_sampling_median']:.4f} "
+                  f"({c['ece_sampling_p90']:.4f}) | {c['wrong_in_top5pct']:.3f} |")
         first = items[0][2]
         print(f"reliability ({items[0][0]}, {items[0][1]}): bin count / mean p / observed")
         for k in range(len(first["count"])):

@@ -17,6 +17,7 @@ from labloop.evaluate import (
     calibration,
     compare_lineages,
     detection_metrics,
+    ece_sampling_spread,
     edge_correctness,
     evaluate,
     match_detections,
@@ -280,6 +281,20 @@ def test_perfectly_calibrated_probabilities_have_small_ece() -> None:
     result = calibration(p, wrong)
     assert result["ece"] < 0.01
     assert sum(result["count"]) == p.size and len(result["bin_edges"]) == 11
+
+
+def test_sampling_spread_of_the_ece_shrinks_like_one_over_root_n() -> None:
+    rng = np.random.default_rng(7)
+    few, many = rng.uniform(0, 0.6, 370), rng.uniform(0, 0.6, 37_000)
+    spread_few, spread_many = ece_sampling_spread(few), ece_sampling_spread(many)
+    # ≈ 0.03 for a few hundred divisions: an ECE target of 0.02 is below the noise there
+    assert 0.02 < np.median(spread_few) < 0.06
+    assert 7 < np.median(spread_few) / np.median(spread_many) < 13
+    result = calibration(few, rng.uniform(0, 1, few.size) < few)
+    assert result["ece_sampling_median"] == pytest.approx(np.median(spread_few))
+    assert result["ece"] <= result["ece_sampling_p90"] + 0.03
+    wrong_way = calibration(few, rng.uniform(0, 1, few.size) < 1 - few)
+    assert wrong_way["ece"] > 3 * wrong_way["ece_sampling_p90"]
 
 
 def test_overconfident_constant_predictor_ece_by_hand() -> None:

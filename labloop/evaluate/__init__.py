@@ -6,7 +6,8 @@
   link, division and Cell Tracking Challenge (DET, LNK, TRA) scores computed by
   traccuracy (:mod:`.tracking`, imported on first use: traccuracy is slow to import).
 - :func:`calibration`: reliability table and expected calibration error of error
-  probabilities (:mod:`.calibration`).
+  probabilities, with the spread sampling alone puts on it (:func:`ece_sampling_spread`)
+  (:mod:`.calibration`).
 - :func:`evaluate`: all of the above that the inputs allow, as JSON (:mod:`.api`).
 
 Every score follows one convention for empty inputs: a ratio with a zero
@@ -19,7 +20,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from labloop.evaluate.api import evaluate
-from labloop.evaluate.calibration import calibration, share_of_wrong_among_most_doubtful
+from labloop.evaluate.calibration import (
+    calibration,
+    ece_sampling_spread,
+    share_of_wrong_among_most_doubtful,
+)
 from labloop.evaluate.matching import detection_metrics, match_detections
 from labloop.evaluate.settings import (
     DEFAULT_DIVISION_FRAME_BUFFER,
@@ -58,6 +63,7 @@ __all__ = [
     "calibration",
     "compare_lineages",
     "detection_metrics",
+    "ece_sampling_spread",
     "edge_correctness",
     "evaluate",
     "match_detections",

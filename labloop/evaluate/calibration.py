@@ -7,7 +7,10 @@ mean error probability ``p̄_b`` and observed error rate ``o_b``,
 
     ECE = Σ_b (n_b / N) · |p̄_b − o_b|,
 
-which is 0 for perfectly calibrated probabilities (up to sampling noise).
+which is 0 for perfectly calibrated probabilities up to sampling noise; that noise is
+large for few predictions (a few hundred divisions), so ``ece_sampling_median`` and
+``ece_sampling_p90`` report the ECE that perfectly calibrated probabilities would
+show on the same predictions (outcomes drawn from the probabilities themselves).
 Calibration also matters for curation: ``wrong_in_top5pct`` is the share of all
 wrong predictions found among the 5 % with the highest error probability, the
 share a curator stepping through links "most doubtful first" would fix after
@@ -27,6 +30,8 @@ from labloop.evaluate._scores import VACUOUS_SCORE, ratio, to_jsonable
 DEFAULT_N_BINS = 10
 #: share of predictions, most doubtful first, behind ``wrong_in_top5pct``
 TOP_DOUBTFUL_FRACTION = 0.05
+#: draws of outcomes behind the sampling spread of the ECE
+SAMPLING_DRAWS = 200
 
 
 def _check_inputs(error_probability: np.ndarray, is_wrong: np.ndarray,
@@ -92,6 +97,43 @@ def share_of_wrong_among_most_doubtful(error_probability: np.ndarray, is_wrong: 
     return float(caught / n_wrong)
 
 
+def _ece(p: np.ndarray, wrong: np.ndarray, bins: np.ndarray, n_bins: int) -> float:
+    sum_p = np.bincount(bins, weights=p, minlength=n_bins)
+    sum_wrong = np.bincount(bins, weights=wrong.astype(np.float64), minlength=n_bins)
+    return ratio(np.abs(sum_p - sum_wrong).sum(), len(p), empty=0.0)
+
+
+def ece_sampling_spread(error_probability: np.ndarray, n_bins: int = DEFAULT_N_BINS,
+                        draws: int = SAMPLING_DRAWS, seed: int = 0) -> np.ndarray:
+    """ECEs that perfectly calibrated probabilities show on these predictions.
+
+    Each draw marks every prediction wrong with its own error probability and
+    scores the ECE; the spread is what sampling alone puts on an observed ECE.
+
+    Parameters
+    ----------
+    error_probability
+        Error probability of each prediction, shape ``(N,)``, in ``[0, 1]``.
+    n_bins
+        Number of equal-width bins of ``[0, 1]``.
+    draws
+        Number of draws of outcomes.
+    seed
+        Seed of the draws.
+
+    Returns
+    -------
+    ndarray
+        ``(draws,)`` ECEs, sorted.
+    """
+    p, _ = _check_inputs(error_probability, np.zeros(len(error_probability), bool), n_bins)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    bins = np.clip(np.digitize(p, edges[1:-1]), 0, n_bins - 1)
+    rng = np.random.default_rng(seed)
+    return np.sort([_ece(p, rng.uniform(size=len(p)) < p, bins, n_bins)
+                    for _ in range(draws)])
+
+
 def calibration(error_probability: np.ndarray, is_wrong: np.ndarray,
                 n_bins: int = DEFAULT_N_BINS) -> dict[str, object]:
     """Reliability table and expected calibration error of error probabilities.
@@ -114,6 +156,10 @@ def calibration(error_probability: np.ndarray, is_wrong: np.ndarray,
           empty bin);
         - ``ece``: expected calibration error (count-weighted mean of
           ``|mean_error_probability − observed_error_rate|``), 0 when ``n = 0``;
+        - ``ece_sampling_median``, ``ece_sampling_p90``: median and 90th percentile
+          of the ECE of perfectly calibrated probabilities on these predictions
+          (:func:`ece_sampling_spread`): an observed ECE inside that spread is
+          consistent with calibration;
         - ``mce``: largest of those gaps over non-empty bins (0 when ``n = 0``);
         - ``brier``: mean of ``(p − is_wrong)²`` (0 when ``n = 0``);
         - ``expected_wrong``: sum of the error probabilities, to compare with
@@ -140,6 +186,7 @@ def calibration(error_probability: np.ndarray, is_wrong: np.ndarray,
     observed[filled] = sum_wrong[filled] / count[filled]
     gaps = np.abs(mean_p[filled] - observed[filled])
     n = len(p)
+    spread = ece_sampling_spread(p, n_bins)
     return to_jsonable({
         "n": n,
         "n_wrong": int(wrong.sum()),
@@ -147,7 +194,9 @@ def calibration(error_probability: np.ndarray, is_wrong: np.ndarray,
         "count": count,
         "mean_error_probability": mean_p,
         "observed_error_rate": observed,
-        "ece": ratio(np.abs(sum_p - sum_wrong).sum(), n, empty=0.0),
+        "ece": _ece(p, wrong, bins, n_bins),
+        "ece_sampling_median": float(np.median(spread)),
+        "ece_sampling_p90": float(np.quantile(spread, 0.9)),
         "mce": float(gaps.max()) if n else 0.0,
         "brier": ratio(np.sum((p - wrong) ** 2), n, empty=0.0),
         "expected_wrong": float(p.sum()),

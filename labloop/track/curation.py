@@ -39,6 +39,7 @@ import pandas as pd
 from labloop.errors import InputError
 from labloop.io.store import CURATION
 from labloop.lineage import Lineage
+from labloop.track.ages import lineage_ages
 from labloop.track.api import marginals_of
 from labloop.track.candidates import Candidates
 from labloop.track.costs import EnergyCosts, event_costs
@@ -46,7 +47,12 @@ from labloop.track.detections import Detections, check_detections
 from labloop.track.events import load_event_model
 from labloop.track.features import CueContext, division_pairs
 from labloop.track.output import to_lineage
-from labloop.track.problem import TrackingProblem, cue_context, event_probabilities
+from labloop.track.problem import (
+    TrackingProblem,
+    cue_context,
+    event_probabilities,
+    rescore_divisions,
+)
 from labloop.track.settings import (
     CandidateSettings,
     MarginalSettings,
@@ -240,8 +246,10 @@ def _with_links(cand: Candidates, det: Detections, source: np.ndarray, target: n
 
 def _curated_problem(det: Detections, links: tuple[np.ndarray, np.ndarray],
                      cut: tuple[np.ndarray, np.ndarray], settings: TrackSettings,
-                     image_shape_um: tuple[float, float, float] | None) -> TrackingProblem:
-    """The tracker's problem with the lineage's links as candidates and cut links removed."""
+                     image_shape_um: tuple[float, float, float] | None,
+                     nodes: np.ndarray) -> TrackingProblem:
+    """The tracker's problem with the lineage's links as candidates and cut links removed
+    (``nodes``: rows of the lineage's nuclei, whose ages the lineage gives)."""
     model = load_event_model(settings.model_path)
     ctx = cue_context(det, settings, image_shape_um)
     cand = _with_links(ctx.cand, det, *links)
@@ -253,6 +261,11 @@ def _curated_problem(det: Detections, links: tuple[np.ndarray, np.ndarray],
                                             required)
     costs = event_costs(det, kept.cand, probability, division_pairs(kept), settings.solver,
                         model.cost_offsets)
+    if model.two_pass:  # the curated lineage is the first pass
+        real = np.zeros(det.n, dtype=bool)
+        real[nodes] = True
+        kept, probability, costs = rescore_divisions(det, kept, probability, model, settings,
+                                                     lineage_ages(det.t, *links, real))
     return TrackingProblem(det, kept.cand, probability, costs, settings, model)
 
 
@@ -397,12 +410,13 @@ def apply_corrections(detections: pd.DataFrame, lineage: Lineage,
 
     link_rows = rows(links.pairs())
     pinned_rows = rows(links.pinned)
-    problem = _curated_problem(det, link_rows, rows(links.cut), settings, image_shape_um)
+    node_rows = np.union1d(row[lineage.nodes.index].to_numpy(), np.concatenate(link_rows))
+    problem = _curated_problem(det, link_rows, rows(links.cut), settings, image_shape_um,
+                               node_rows)
     cand = problem.cand
     pinned = np.flatnonzero(np.isin(_keys(cand.source, cand.target, det.n),
                                     _keys(*pinned_rows, det.n)))
     problem = replace(problem, costs=_pin(problem.costs, cand, pinned, curation.pin_cost))
-    node_rows = np.union1d(row[lineage.nodes.index].to_numpy(), np.concatenate(link_rows))
     solution = _solution(problem, link_rows, node_rows)
     marginals = marginals_of(problem)
     attrs = {**lineage.attrs, "curation": {"corrections": len(corrections),

@@ -8,7 +8,9 @@ simulated frames (so the probabilities are calibrated, not just ranked).
 
 :class:`EventModel` bundles the five models with the temperature of the marginals
 (:mod:`labloop.track.marginals`); it is stored as JSON (``event_model.json``, see
-``EVENT_MODEL.md``) and read without pickle.
+``EVENT_MODEL.md``) and read without pickle. A model whose division model reads
+cell-cycle ages (:mod:`labloop.track.ages`) also holds the age-free
+``division_first_pass`` model that gives the tracker its first lineage.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from labloop.track.features import CueContext, cue_matrix
 DEFAULT_MODEL_PATH = Path(__file__).with_name("event_model.json")
 #: the events, in the order they are evaluated (node models use link probabilities)
 EVENTS = ("link", "appear", "disappear", "false_positive", "division")
+#: the age-free division model of a two-pass event model
+FIRST_PASS_DIVISION = "division_first_pass"
 #: default L2 penalty on standardised weights
 DEFAULT_L2 = 1e-3
 
@@ -159,6 +163,19 @@ class EventModel:
     division_recalibration: dict[str, list[float]] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def two_pass(self) -> bool:
+        """Whether divisions are scored again with ages from a first-pass lineage."""
+        return FIRST_PASS_DIVISION in self.models
+
+    def division_probability(self, ctx: CueContext) -> np.ndarray:
+        """Calibrated probability of every candidate division pair: the age-aware model
+        where the context has first-pass ages, else the first-pass (age-free) one."""
+        model = self.models["division"]
+        if self.two_pass and ctx.ages is None:
+            model = self.models[FIRST_PASS_DIVISION]
+        return model.probability(cue_matrix(ctx, "division", model.cues))
+
     def link_probability(self, ctx: CueContext) -> np.ndarray:
         """Calibrated probability of every candidate link."""
         model = self.models["link"]
@@ -172,9 +189,10 @@ class EventModel:
         (:func:`~labloop.track.features.division_pairs`).
         """
         out = {"link": ctx.probability()}
-        for event in EVENTS[1:]:
+        for event in EVENTS[1:-1]:
             model = self.models[event]
             out[event] = model.probability(cue_matrix(ctx, event, model.cues))
+        out["division"] = self.division_probability(ctx)
         return out
 
     def to_json(self, path: str | Path) -> None:

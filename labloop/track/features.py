@@ -15,11 +15,12 @@ to tissues of other density, speed and frame interval.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 import numpy as np
 
+from labloop.track.ages import CycleAges
 from labloop.track.candidates import Candidates
 from labloop.track.detections import Detections
 
@@ -80,6 +81,9 @@ class CueContext:
     link_probability
         Event-model link probability of each candidate (needed by node and division
         cues; set after the link model ran).
+    ages
+        Cell-cycle ages in a first-pass lineage (needed by the age cues of the
+        second pass's division model, :mod:`labloop.track.ages`).
     """
 
     det: Detections
@@ -87,7 +91,14 @@ class CueContext:
     max_displacement_spacing: float
     box_um: tuple[np.ndarray, np.ndarray]
     link_probability: np.ndarray | None = None
+    ages: CycleAges | None = None
     _cache: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def with_ages(self, ages: CycleAges) -> CueContext:
+        """The same context with the ages of a first-pass lineage (cues computed so far
+        are kept, except age cues)."""
+        cache = {k: v for k, v in self._cache.items() if k not in AGE_CUES}
+        return replace(self, ages=ages, _cache=cache)
 
     # ------------------------------------------------------------ helpers
     @cached_property
@@ -527,6 +538,28 @@ def mother_history(ctx: CueContext) -> np.ndarray:
     return np.where(_has_frame(ctx, -1), value, MAX_SCORE_LOGIT)[node]
 
 
+def _ages(ctx: CueContext) -> CycleAges:
+    if ctx.ages is None:
+        raise RuntimeError("age cues need a first-pass lineage: set the context's ages")
+    return ctx.ages
+
+
+def mother_age_cycles(ctx: CueContext) -> np.ndarray:
+    """The mother's age in the first-pass lineage, in cell cycles (capped)."""
+    node, _, _ = division_pairs(ctx)
+    return _ages(ctx).cycles[node]
+
+
+def mother_born_by_division(ctx: CueContext) -> np.ndarray:
+    """1 where the mother's first-pass track began at a division (its age is exact)."""
+    node, _, _ = division_pairs(ctx)
+    return _ages(ctx).born_by_division[node].astype(np.float64)
+
+
+#: division cues read from a first-pass lineage
+AGE_CUES = ("mother_age_cycles", "mother_born_by_division")
+
+
 def pair_score(ctx: CueContext) -> np.ndarray:
     """Logit of the lowest detection score of mother and children."""
     node, first, second = division_pairs(ctx)
@@ -562,6 +595,8 @@ DIVISION_CUES: dict[str, Cue] = {
     "mother_history": mother_history,
     "pair_score": pair_score,
     "pair_intensity_change": pair_intensity_change,
+    "mother_age_cycles": mother_age_cycles,
+    "mother_born_by_division": mother_born_by_division,
 }
 
 #: cue tables by event

@@ -9,6 +9,11 @@ each cost being the negative log odds of its event, ``c = −log(p / (1 − p))`
 (:mod:`labloop.track.costs`). The most probable lineage minimises ``E``
 (:mod:`labloop.track.solve`); probabilities follow the Boltzmann distribution
 ``P(y) ∝ exp(−E(y) / T)`` (:mod:`labloop.track.marginals`).
+
+With a two-pass event model the division costs are those of the second pass: the
+most probable lineage under the age-free division model gives every detection its
+cell-cycle age (:mod:`labloop.track.ages`), and the age-aware division model
+scores the candidate divisions again.
 """
 
 from __future__ import annotations
@@ -17,12 +22,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from labloop.track.ages import CycleAges, lineage_ages
 from labloop.track.candidates import Candidates, build_candidates
 from labloop.track.costs import EnergyCosts, event_costs
 from labloop.track.detections import Detections
 from labloop.track.events import EventModel
 from labloop.track.features import CueContext, division_pairs
 from labloop.track.settings import TrackSettings
+from labloop.track.solve import solve_map
 
 
 @dataclass(frozen=True)
@@ -99,11 +106,35 @@ def event_probabilities(ctx: CueContext, model: EventModel, min_link_probability
     return kept, model.probabilities(kept)
 
 
+def first_pass_ages(det: Detections, cand: Candidates, costs: EnergyCosts,
+                    settings: TrackSettings) -> CycleAges:
+    """Cell-cycle ages in the most probable lineage under ``costs`` (the first pass)."""
+    first = solve_map(cand.source, cand.target, det.n, costs, settings.solver)
+    return lineage_ages(det.t, cand.source[first.link], cand.target[first.link],
+                        ~first.false_positive)
+
+
+def rescore_divisions(det: Detections, ctx: CueContext, probability: dict[str, np.ndarray],
+                      model: EventModel, settings: TrackSettings, ages: CycleAges
+                      ) -> tuple[CueContext, dict[str, np.ndarray], EnergyCosts]:
+    """Context, probabilities and costs with divisions scored by the age-aware model."""
+    ctx = ctx.with_ages(ages)
+    probability = {**probability, "division": model.division_probability(ctx)}
+    costs = event_costs(det, ctx.cand, probability, division_pairs(ctx), settings.solver,
+                        model.cost_offsets)
+    return ctx, probability, costs
+
+
 def build_problem(det: Detections, settings: TrackSettings, model: EventModel,
                   image_shape_um: tuple[float, float, float] | None = None) -> TrackingProblem:
-    """Candidates, event probabilities and costs of a movie."""
+    """Candidates, event probabilities and costs of a movie (both passes where the
+    model has two)."""
     ctx = cue_context(det, settings, image_shape_um)
     kept, probability = event_probabilities(ctx, model, settings.candidates.min_link_probability)
     costs = event_costs(det, kept.cand, probability, division_pairs(kept), settings.solver,
                         model.cost_offsets)
+    if model.two_pass:
+        ages = first_pass_ages(det, kept.cand, costs, settings)
+        kept, probability, costs = rescore_divisions(det, kept, probability, model, settings,
+                                                     ages)
     return TrackingProblem(det, kept.cand, probability, costs, settings, model)

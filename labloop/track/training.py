@@ -15,10 +15,14 @@ card ``EVENT_MODEL.md`` (a few minutes on two CPU cores). Steps:
 3. Fit one L2-regularised logistic model per event on the training scenarios
    (:mod:`labloop.track.events`), then Platt-rescale each on the held-out
    calibration scenarios.
-4. On the calibration scenarios, solve the MAP lineage and fit the temperature of
-   the belief-propagation marginals by maximum likelihood of "chosen link is
-   right", then an isotonic map of the tempered marginals of chosen links and
-   divisions (pool-adjacent-violators).
+4. Solve every scenario's MAP lineage under these models, read each detection's
+   cell-cycle age from it (:mod:`labloop.track.ages`) and fit the second pass's
+   division model on the first pass's cues plus the mother's age; the age-free
+   model is kept as ``division_first_pass``.
+5. On the calibration scenarios, fit the cost offsets, then solve the MAP lineage
+   and fit the temperature of the belief-propagation marginals by maximum
+   likelihood of "chosen link is right", then an isotonic map of the tempered
+   marginals of chosen links and divisions (pool-adjacent-violators).
 
 Nothing of the real C. elegans data is used. Every draw is seeded.
 """
@@ -40,13 +44,14 @@ from labloop.track.detections import check_detections
 from labloop.track.events import (
     DEFAULT_MODEL_PATH,
     EVENTS,
+    FIRST_PASS_DIVISION,
     EventModel,
     LogisticModel,
 )
-from labloop.track.features import CueContext, cue_matrix, division_pairs
+from labloop.track.features import AGE_CUES, CueContext, cue_matrix, division_pairs
 from labloop.track.marginals import belief_propagation
 from labloop.track.noise import DetectionNoise, perturb_detections
-from labloop.track.problem import build_problem, cue_context
+from labloop.track.problem import build_problem, cue_context, first_pass_ages
 from labloop.track.settings import CandidateSettings, TrackSettings
 from labloop.track.solve import solve_map
 
@@ -86,7 +91,8 @@ class TrainingSettings:
     n_train, n_calibration
         Simulated scenarios for fitting and for the held-out calibration.
     frames
-        Frames per scenario.
+        Frames per scenario: long enough (1–4 cell cycles) that many nuclei are
+        seen from their birth, which the age-aware division model learns from.
     cells
         Nuclei in the field of view at frame 0.
     seed
@@ -96,15 +102,21 @@ class TrainingSettings:
         L2 penalty of the logistic fits.
     gap_closing_share
         Share of scenarios with gap-closing candidates (teaches the ``gap`` cue).
+    daughter_offset_radii
+        Range of each daughter's distance from the mother at birth, in daughter
+        radii (uniform per scenario): 0.5–2 puts sisters 0.3–1.5 local spacings
+        apart in their first frame, from just-separated chromatin to daughters that
+        moved apart during a long frame interval.
     """
 
     n_train: int = 20
     n_calibration: int = 8
-    frames: int = 30
-    cells: int = 220
+    frames: int = 60
+    cells: int = 150
     seed: int = 20240604
     l2: float = 1e-3
     gap_closing_share: float = 0.3
+    daughter_offset_radii: tuple[float, float] = (0.5, 2.0)
 
 
 @dataclass(frozen=True)
@@ -140,7 +152,7 @@ def draw_scenario(rng: np.random.Generator, settings: TrainingSettings, index: i
         speed_um_per_h=step / interval,
         persistence_h=float(np.exp(rng.uniform(np.log(0.5), np.log(20)))) * interval,
         cycle_mean_h=cycle_frames * interval,
-        daughter_offset_radii=rng.uniform(0.7, 1.4),
+        daughter_offset_radii=rng.uniform(*settings.daughter_offset_radii),
         division_boost_half_life_h=2 * interval,
     )
     sigma_xy = rng.uniform(0.0, 0.1) * spacing
@@ -280,7 +292,30 @@ def fit_event_models(train: list[Labelled], calibration: list[Labelled], l2: flo
         if event == "link":
             partial = EventModel(models={"link": model})
             train, calibration = _prune(train, partial), _prune(calibration, partial)
+    first_pass = EventModel(models=dict(models))
+    train, calibration = _with_ages(train, first_pass), _with_ages(calibration, first_pass)
+    model = LogisticModel("division", EVENT_CUES["division"] + list(AGE_CUES),
+                          interactions=True)
+    x, y = _stack(train, model)
+    model.fit(x, y, l2)
+    xc, yc = _stack(calibration, model)
+    model.calibrate(xc, yc)
+    p = model.probability(xc)
+    report[FIRST_PASS_DIVISION] = report["division"]
+    report["division"] = {**report[FIRST_PASS_DIVISION], "heldout_log_loss": _log_loss(p, yc),
+                          "heldout_auc": _auc(p, yc)}
+    models[FIRST_PASS_DIVISION], models["division"] = models["division"], model
     return models, report
+
+
+def _with_ages(datasets: list[Labelled], model: EventModel) -> list[Labelled]:
+    """Each scenario with the cell-cycle ages of its MAP lineage under a one-pass model."""
+    out = []
+    for data in datasets:
+        problem = build_problem(data.ctx.det, data.settings, model)
+        ages = first_pass_ages(problem.det, problem.cand, problem.costs, data.settings)
+        out.append(replace(data, ctx=data.ctx.with_ages(ages)))
+    return out
 
 
 def _log_loss(p: np.ndarray, y: np.ndarray) -> float:
@@ -456,7 +491,7 @@ def train_event_model(settings: TrainingSettings | None = None) -> tuple[EventMo
     offset_report = fit_cost_offsets(model, calibration)
     marginal_report = fit_marginal_calibration(model, calibration)
     model.metadata = {
-        "name": "labloop-track-events-v1",
+        "name": "labloop-track-events-v2",
         "command": "python -m labloop.track.training",
         "training_settings": asdict(settings),
         "scenarios": [{"config": {k: v for k, v in asdict(s.config).items()
@@ -487,13 +522,20 @@ def write_card(model: EventModel, path: Path) -> None:
         "Five calibrated logistic models (link, appearance, disappearance, false positive,"
         " division) over scale-free cues (`labloop/track/features.py`), a temperature"
         " for the belief-propagation marginals and isotonic maps of the tempered"
-        " marginals of chosen links and divisions.", "",
+        " marginals of chosen links and divisions.",
+        "Divisions are scored in two passes: `division_first_pass` (no ages) gives the"
+        " first most probable lineage, whose tracks give every nucleus its age in cell"
+        " cycles (`labloop/track/ages.py`); `division` adds the mother's age to the same"
+        " cues, so a nucleus that has just divided is rarely taken for a mother.", "",
         "## Training data",
         f"{meta['training_settings']['n_train']} simulated scenarios for fitting and "
         f"{meta['training_settings']['n_calibration']} held-out scenarios for the Platt, "
         "temperature and isotonic calibration, drawn by `draw_scenario` from "
         "`labloop.synth.simulate_cells` (2D/3D, nucleus radius 2–4 µm, packing 0.10–0.42, "
-        "step 0.03–0.35 spacings per frame, cell cycle 15–60 frames) and perturbed by "
+        "step 0.03–0.35 spacings per frame, cell cycle 15–60 frames, daughters born "
+        f"{meta['training_settings']['daughter_offset_radii'][0]}–"
+        f"{meta['training_settings']['daughter_offset_radii'][1]} daughter radii from "
+        "the mother) and perturbed by "
         "`DetectionNoise` (localisation σ 0–0.1 spacings in xy, 1–2.5× in z; 0–5 % missed;"
         " 0–5 % spurious, half beside a real nucleus; flat or informative scores; optional "
         "intensity/volume).",
