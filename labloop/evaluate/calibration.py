@@ -97,10 +97,21 @@ def share_of_wrong_among_most_doubtful(error_probability: np.ndarray, is_wrong: 
     return float(caught / n_wrong)
 
 
-def _ece(p: np.ndarray, wrong: np.ndarray, bins: np.ndarray, n_bins: int) -> float:
-    sum_p = np.bincount(bins, weights=p, minlength=n_bins)
-    sum_wrong = np.bincount(bins, weights=wrong.astype(np.float64), minlength=n_bins)
-    return ratio(np.abs(sum_p - sum_wrong).sum(), len(p), empty=0.0)
+def _bin_edges_and_index(p: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """Edges of ``n_bins`` equal bins of [0, 1] and the bin of each probability."""
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    return edges, np.clip(np.digitize(p, edges[1:-1]), 0, n_bins - 1)
+
+
+def _binned_sums(p: np.ndarray, wrong: np.ndarray, bins: np.ndarray, n_bins: int
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Per bin: sum of error probabilities and number wrong."""
+    return (np.bincount(bins, weights=p, minlength=n_bins),
+            np.bincount(bins, weights=wrong.astype(np.float64), minlength=n_bins))
+
+
+def _ece(sum_p: np.ndarray, sum_wrong: np.ndarray, n: int) -> float:
+    return ratio(np.abs(sum_p - sum_wrong).sum(), n, empty=0.0)
 
 
 def ece_sampling_spread(error_probability: np.ndarray, n_bins: int = DEFAULT_N_BINS,
@@ -127,10 +138,9 @@ def ece_sampling_spread(error_probability: np.ndarray, n_bins: int = DEFAULT_N_B
         ``(draws,)`` ECEs, sorted.
     """
     p, _ = _check_inputs(error_probability, np.zeros(len(error_probability), bool), n_bins)
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
-    bins = np.clip(np.digitize(p, edges[1:-1]), 0, n_bins - 1)
+    _, bins = _bin_edges_and_index(p, n_bins)
     rng = np.random.default_rng(seed)
-    return np.sort([_ece(p, rng.uniform(size=len(p)) < p, bins, n_bins)
+    return np.sort([_ece(*_binned_sums(p, rng.uniform(size=len(p)) < p, bins, n_bins), len(p))
                     for _ in range(draws)])
 
 
@@ -174,11 +184,9 @@ def calibration(error_probability: np.ndarray, is_wrong: np.ndarray,
     0.3
     """
     p, wrong = _check_inputs(error_probability, is_wrong, n_bins)
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
-    bins = np.clip(np.digitize(p, edges[1:-1]), 0, n_bins - 1)
+    edges, bins = _bin_edges_and_index(p, n_bins)
     count = np.bincount(bins, minlength=n_bins)
-    sum_p = np.bincount(bins, weights=p, minlength=n_bins)
-    sum_wrong = np.bincount(bins, weights=wrong.astype(np.float64), minlength=n_bins)
+    sum_p, sum_wrong = _binned_sums(p, wrong, bins, n_bins)
     filled = count > 0
     mean_p = np.full(n_bins, np.nan)
     observed = np.full(n_bins, np.nan)
@@ -194,7 +202,7 @@ def calibration(error_probability: np.ndarray, is_wrong: np.ndarray,
         "count": count,
         "mean_error_probability": mean_p,
         "observed_error_rate": observed,
-        "ece": _ece(p, wrong, bins, n_bins),
+        "ece": _ece(sum_p, sum_wrong, n),
         "ece_sampling_median": float(np.median(spread)),
         "ece_sampling_p90": float(np.quantile(spread, 0.9)),
         "mce": float(gaps.max()) if n else 0.0,

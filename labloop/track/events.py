@@ -189,10 +189,10 @@ class EventModel:
         (:func:`~labloop.track.features.division_pairs`).
         """
         out = {"link": ctx.probability()}
-        for event in EVENTS[1:-1]:
+        for event in EVENTS[1:]:
             model = self.models[event]
-            out[event] = model.probability(cue_matrix(ctx, event, model.cues))
-        out["division"] = self.division_probability(ctx)
+            out[event] = (self.division_probability(ctx) if event == "division"
+                          else model.probability(cue_matrix(ctx, event, model.cues)))
         return out
 
     def to_json(self, path: str | Path) -> None:
