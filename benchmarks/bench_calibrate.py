@@ -203,18 +203,20 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--lineages", nargs="+", choices=("true", "tracked"),
                         default=["true", "tracked"], help="which lineages to fit")
-    parser.add_argument("--keep-other-seeds", action="store_true",
-                        help="keep the rows of seeds not run now from the existing "
-                             "calibrate.json (only valid if they came from the same code)")
+    parser.add_argument("--keep-other-rows", action="store_true",
+                        help="keep the rows (seed and lineage) not run now from the existing "
+                             "calibrate.json (only valid if the code they depend on is the "
+                             "same: true-lineage fits do not depend on detector or tracker)")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     RESULTS.mkdir(exist_ok=True)
     truth_params = with_values(default_params(1), **TRUTH, **FIXED)
     start_params = with_values(truth_params, **START)
     rows = []
-    if args.keep_other_seeds and (RESULTS / "calibrate.json").exists():
+    if args.keep_other_rows and (RESULTS / "calibrate.json").exists():
         previous = json.loads((RESULTS / "calibrate.json").read_text())["rows"]
-        rows = [r for r in previous if r["seed"] not in args.seeds]
+        rows = [r for r in previous
+                if r["seed"] not in args.seeds or r["lineage"] not in args.lineages]
     for seed in args.seeds:
         t0 = time.perf_counter()
         filmed = {name: film(name, seed, truth_params) for name in MOVIES}

@@ -85,7 +85,11 @@ def test_training_builds_a_two_pass_model_that_tracks(tmp_path):
     assert meta["event_models"]["division"]["n_heldout"] > 0
     path = tmp_path / "event_model.json"
     model.to_json(path)
-    assert EventModel.from_json(path).two_pass
+    reloaded = EventModel.from_json(path)
+    assert reloaded.two_pass
+    assert 0.2 < model.sampling_noise_scale < 1.5
+    assert reloaded.sampling_noise_scale == model.sampling_noise_scale
+    assert meta["sampling"]["noise_scale"] == model.sampling_noise_scale
     truth = simulate_cells(SynthConfig(frames=10, shape=(16, 60, 60), voxel_size_um=(1, .5, .5),
                                        n_cells=20, cycle_mean_h=1.0, seed=2))
     lineage = track(perturb_detections(truth, DetectionNoise(), seed=0).drop(

@@ -132,8 +132,9 @@ def sample_lineages(detections_or_problem: pd.DataFrame | TrackingProblem, n: in
                else prepare(detections_or_problem, settings, image_shape_um))
     marginals = marginals_of(problem)
     attrs = _attrs(problem, marginals)
+    scale = problem.model.sampling_noise_scale
     return [to_lineage(problem, solution, marginals, interval,
-                       {**attrs, **sampling_attrs(seed, k)})
+                       {**attrs, **sampling_attrs(seed, k, scale)})
             for k, solution in enumerate(perturbed_solutions(problem, int(n), int(seed)))]
 
 

@@ -152,6 +152,11 @@ class EventModel:
         best MAP lineage: each event model is calibrated alone, but in the energy a
         division also pays its second link, so the combination needs one global
         correction per event.
+    sampling_noise_scale
+        Scale ``s`` of the perturb-and-MAP noise, relative to ``temperature``
+        (:mod:`labloop.track.sampling`), fitted on held-out simulations so that
+        sampled lineages lose the most probable lineage's links and divisions as
+        often as their calibrated error probabilities say; 1 for none.
     metadata
         Training provenance (command, seeds, data, metrics), also in the card.
     """
@@ -161,6 +166,7 @@ class EventModel:
     cost_offsets: dict[str, float] = field(default_factory=dict)
     link_recalibration: dict[str, list[float]] = field(default_factory=dict)
     division_recalibration: dict[str, list[float]] = field(default_factory=dict)
+    sampling_noise_scale: float = 1.0
     metadata: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -202,6 +208,7 @@ class EventModel:
                 "cost_offsets": self.cost_offsets,
                 "link_recalibration": self.link_recalibration,
                 "division_recalibration": self.division_recalibration,
+                "sampling_noise_scale": self.sampling_noise_scale,
                 "metadata": self.metadata}
         Path(path).write_text(json.dumps(data, indent=1))
 
@@ -223,6 +230,7 @@ class EventModel:
                    cost_offsets={k: float(v) for k, v in data.get("cost_offsets", {}).items()},
                    link_recalibration=data.get("link_recalibration", {}),
                    division_recalibration=data.get("division_recalibration", {}),
+                   sampling_noise_scale=float(data.get("sampling_noise_scale", 1.0)),
                    metadata=data.get("metadata", {}))
 
 

@@ -23,6 +23,9 @@ card ``EVENT_MODEL.md`` (a few minutes on two CPU cores). Steps:
    and fit the temperature of the belief-propagation marginals by maximum
    likelihood of "chosen link is right", then an isotonic map of the tempered
    marginals of chosen links and divisions (pool-adjacent-violators).
+6. Fit the perturb-and-MAP noise scale (:mod:`labloop.track.sampling`) so that
+   sampled lineages lose the MAP lineage's links and divisions as often as their
+   calibrated error probabilities say.
 
 Nothing of the real C. elegans data is used. Every draw is seeded.
 """
@@ -51,7 +54,9 @@ from labloop.track.events import (
 from labloop.track.features import AGE_CUES, CueContext, cue_matrix, division_pairs
 from labloop.track.marginals import belief_propagation
 from labloop.track.noise import DetectionNoise, perturb_detections
+from labloop.track.output import calibrated_division_probability, calibrated_link_probability
 from labloop.track.problem import build_problem, cue_context, first_pass_ages
+from labloop.track.sampling import lost_events, perturbed_solutions
 from labloop.track.settings import CandidateSettings, TrackSettings
 from labloop.track.solve import solve_map
 
@@ -477,6 +482,67 @@ def fit_marginal_calibration(model: EventModel, calibration: list[Labelled]
             "mean_link_error_probability_before_isotonic": float(1 - lp.mean())}
 
 
+#: bracket (relative to T) of the perturb-and-MAP noise scale, bisected in log scale
+SAMPLING_SCALE_BOUNDS = (0.2, 1.5)
+SAMPLING_SCALE_STEPS = 8
+#: perturbed solves per calibration scenario and trial scale
+SAMPLING_SCALE_DRAWS = 2
+
+
+def fit_sampling_scale(model: EventModel, calibration: list[Labelled]) -> dict[str, Any]:
+    """Fit the perturb-and-MAP noise scale on held-out scenarios (in place).
+
+    The scale where sampled lineages lose the MAP lineage's links and divisions as
+    often as the sums of their calibrated error probabilities say (the geometric
+    mean of the two ratios lost / expected is 1), by bisection in log scale; every
+    trial scale uses the same noise draws, so the lost counts grow with the scale.
+    """
+    runs, expected_links, expected_divisions = [], 0.0, 0.0
+    for data in calibration:
+        problem = build_problem(data.ctx.det, data.settings, model)
+        solution = solve_map(problem.cand.source, problem.cand.target, problem.det.n,
+                             problem.costs, problem.settings.solver)
+        marginals = belief_propagation(problem.cand.source, problem.cand.target,
+                                       problem.det.n, problem.costs, problem.temperature,
+                                       problem.settings.marginals)
+        p_link = calibrated_link_probability(problem, marginals)[solution.link]
+        mothers = problem.costs.division_nodes[solution.division]
+        p_div = calibrated_division_probability(problem, marginals, solution)[mothers]
+        expected_links += float((1 - p_link).sum())
+        expected_divisions += float((1 - p_div).sum())
+        runs.append((problem, solution))
+
+    def lost(scale: float) -> tuple[float, float]:
+        links = divisions = 0.0
+        for k, (problem, solution) in enumerate(runs):
+            samples = perturbed_solutions(problem, SAMPLING_SCALE_DRAWS, k, noise_scale=scale)
+            n_links, n_divisions = lost_events(solution, samples)
+            links, divisions = links + n_links, divisions + n_divisions
+        return links, divisions
+
+    def log_excess(scale: float) -> float:
+        links, divisions = lost(scale)
+        return 0.5 * (np.log((links + 0.5) / (expected_links + 0.5))
+                      + np.log((divisions + 0.5) / (expected_divisions + 0.5)))
+
+    low, high = np.log(SAMPLING_SCALE_BOUNDS[0]), np.log(SAMPLING_SCALE_BOUNDS[1])
+    for _ in range(SAMPLING_SCALE_STEPS):
+        middle = 0.5 * (low + high)
+        if log_excess(float(np.exp(middle))) > 0:
+            high = middle
+        else:
+            low = middle
+    scale = round(float(np.exp(0.5 * (low + high))), 3)
+    model.sampling_noise_scale = scale
+    links, divisions = lost(scale)
+    at_one = lost(1.0)
+    return {"noise_scale": scale, "expected_lost_links": round(expected_links, 1),
+            "expected_lost_divisions": round(expected_divisions, 1),
+            "lost_links": links, "lost_divisions": divisions,
+            "lost_links_at_scale_1": at_one[0], "lost_divisions_at_scale_1": at_one[1],
+            "draws_per_scenario": SAMPLING_SCALE_DRAWS}
+
+
 def train_event_model(settings: TrainingSettings | None = None) -> tuple[EventModel, dict]:
     """Simulate, fit and calibrate the event model; return it and a training report."""
     settings = TrainingSettings() if settings is None else settings
@@ -490,6 +556,7 @@ def train_event_model(settings: TrainingSettings | None = None) -> tuple[EventMo
     model = EventModel(models=models)
     offset_report = fit_cost_offsets(model, calibration)
     marginal_report = fit_marginal_calibration(model, calibration)
+    sampling_report = fit_sampling_scale(model, calibration)
     model.metadata = {
         "name": "labloop-track-events-v2",
         "command": "python -m labloop.track.training",
@@ -506,6 +573,7 @@ def train_event_model(settings: TrainingSettings | None = None) -> tuple[EventMo
         "event_models": report,
         "cost_offsets": offset_report,
         "marginals": marginal_report,
+        "sampling": sampling_report,
         "training_time_s": round(time.perf_counter() - start, 1),
     }
     return model, model.metadata
@@ -565,6 +633,16 @@ def write_card(model: EventModel, path: Path) -> None:
         f"({mr['wrong_called_divisions']} wrong).",
         f"Cost offsets (coordinate search for the best edge F1 + division F1 of the MAP "
         f"lineages of the calibration scenarios): {meta['cost_offsets']['offsets']}.", "",
+        "## Sampling",
+        f"Perturb-and-MAP noise scale s = {meta['sampling']['noise_scale']} × T: sampled "
+        "lineages of the calibration scenarios lose (summed over the scenarios, mean per "
+        f"draw) {meta['sampling']['lost_links']:.1f} "
+        f"of the MAP lineages' links and {meta['sampling']['lost_divisions']:.1f} of their "
+        f"divisions, where the calibrated error probabilities expect "
+        f"{meta['sampling']['expected_lost_links']} and "
+        f"{meta['sampling']['expected_lost_divisions']} (with s = 1: "
+        f"{meta['sampling']['lost_links_at_scale_1']:.1f} and "
+        f"{meta['sampling']['lost_divisions_at_scale_1']:.1f}).", "",
         "## Limits",
         "- Cues are relative to the local spacing; movies whose motion per frame exceeds"
         " about a third of the spacing, or whose detections have other error patterns,"
