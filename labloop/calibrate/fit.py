@@ -332,6 +332,11 @@ def _step_on_fresh_replicates(loss_and_residuals: Callable[[jax.Array],
     return jnp.asarray(stepped, vector.dtype)
 
 
+def _next_iteration(rows: list[dict], start: int) -> int:
+    """The iteration number that follows the history rows of ``start``."""
+    return max(r["iteration"] for r in rows if r["start"] == start) + 1
+
+
 def recalibrate(observed: Observations | Sequence[Experiment], model: TissueModel,
                 params: TissueParams, initial: TissueState | None = None,
                 settings: CalibrateSettings | None = None, *,
@@ -499,8 +504,8 @@ def recalibrate(observed: Observations | Sequence[Experiment], model: TissueMode
             jax.jit(lambda v, var: loss_and_residuals(v, keys, var)),
             jax.jit(lambda v: with_own_variances(v, keys)), polish_differentiate, vector,
             settings, polish_progress)
-        last = max(r["iteration"] for r in rows if r["start"] == best_start)
-        rows += [{"start": best_start, "iteration": last + 1 + i, "loss": st.loss,
+        first = _next_iteration(rows, best_start)
+        rows += [{"start": best_start, "iteration": first + i, "loss": st.loss,
                   "stage": "polish"} for i, st in enumerate(steps)]
     if progress is not None:
         progress(total, total)
@@ -515,10 +520,10 @@ def recalibrate(observed: Observations | Sequence[Experiment], model: TissueMode
             jax.jit(lambda v: loss_and_residuals(v, fresh, at_fit)), vector,
             final_loss, np.asarray(residuals), jacobian)
         if stepped is not None:
-            last = max(r["iteration"] for r in rows if r["start"] == best_start)
+            first = _next_iteration(rows, best_start)
             vector = stepped
             final, _, at_fit = own_variances(vector, fresh)
-            rows += [{"start": best_start, "iteration": last + 1 + i, "loss": value,
+            rows += [{"start": best_start, "iteration": first + i, "loss": value,
                       "stage": "final"} for i, value in enumerate((final_loss, float(final)))]
             final_loss = float(final)
     cov = covariance_from_jacobian(jacobian)
