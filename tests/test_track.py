@@ -140,17 +140,13 @@ def test_samples_lose_map_events_as_often_as_their_error_probabilities(noisy_mov
     about as often as their calibrated error probabilities say; unscaled (s = 1) it drops
     links far more often."""
     from labloop.track.api import marginals_of
-    from labloop.track.output import calibrated_division_probability, calibrated_link_probability
-    from labloop.track.sampling import lost_events, perturbed_solutions
+    from labloop.track.sampling import expected_lost_events, lost_events, perturbed_solutions
 
     problem = prepare(noisy_movie[1].drop(columns="truth_node"))
     reference = solve_map(problem.cand.source, problem.cand.target, problem.det.n,
                           problem.costs, problem.settings.solver)
-    marginals = marginals_of(problem)
-    p_link = calibrated_link_probability(problem, marginals)[reference.link]
-    mothers = problem.costs.division_nodes[reference.division]
-    p_division = calibrated_division_probability(problem, marginals, reference)[mothers]
-    expected_links, expected_divisions = (1 - p_link).sum(), (1 - p_division).sum()
+    expected_links, expected_divisions = expected_lost_events(problem, reference,
+                                                              marginals_of(problem))
     assert expected_links > 3 and expected_divisions > 3
     links, divisions = lost_events(reference, perturbed_solutions(problem, 8, seed=3))
     unscaled_links, _ = lost_events(reference, perturbed_solutions(problem, 8, seed=3,

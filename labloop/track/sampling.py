@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from labloop.track.marginals import Marginals
+from labloop.track.output import calibrated_division_probability, calibrated_link_probability
 from labloop.track.problem import TrackingProblem
 from labloop.track.solve import Solution, solve_map
 
@@ -55,6 +57,16 @@ def lost_events(reference: Solution, samples: list[Solution]) -> tuple[float, fl
     links = np.mean([np.count_nonzero(reference.link & ~s.link) for s in samples])
     divisions = np.mean([np.count_nonzero(reference.division & ~s.division) for s in samples])
     return float(links), float(divisions)
+
+
+def expected_lost_events(problem: TrackingProblem, reference: Solution, marginals: Marginals
+                         ) -> tuple[float, float]:
+    """Sums of the calibrated error probabilities of the reference's links and divisions:
+    what :func:`lost_events` should be for samples from the model's distribution."""
+    p_link = calibrated_link_probability(problem, marginals)[reference.link]
+    mothers = problem.costs.division_nodes[reference.division]
+    p_division = calibrated_division_probability(problem, marginals, reference)[mothers]
+    return float((1 - p_link).sum()), float((1 - p_division).sum())
 
 
 def sampling_attrs(seed: int, index: int, noise_scale: float) -> dict[str, Any]:

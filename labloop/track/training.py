@@ -54,9 +54,8 @@ from labloop.track.events import (
 from labloop.track.features import AGE_CUES, CueContext, cue_matrix, division_pairs
 from labloop.track.marginals import belief_propagation
 from labloop.track.noise import DetectionNoise, perturb_detections
-from labloop.track.output import calibrated_division_probability, calibrated_link_probability
 from labloop.track.problem import build_problem, cue_context, first_pass_ages
-from labloop.track.sampling import lost_events, perturbed_solutions
+from labloop.track.sampling import expected_lost_events, lost_events, perturbed_solutions
 from labloop.track.settings import CandidateSettings, TrackSettings
 from labloop.track.solve import solve_map
 
@@ -505,11 +504,8 @@ def fit_sampling_scale(model: EventModel, calibration: list[Labelled]) -> dict[s
         marginals = belief_propagation(problem.cand.source, problem.cand.target,
                                        problem.det.n, problem.costs, problem.temperature,
                                        problem.settings.marginals)
-        p_link = calibrated_link_probability(problem, marginals)[solution.link]
-        mothers = problem.costs.division_nodes[solution.division]
-        p_div = calibrated_division_probability(problem, marginals, solution)[mothers]
-        expected_links += float((1 - p_link).sum())
-        expected_divisions += float((1 - p_div).sum())
+        links, divisions = expected_lost_events(problem, solution, marginals)
+        expected_links, expected_divisions = expected_links + links, expected_divisions + divisions
         runs.append((problem, solution))
 
     def lost(scale: float) -> tuple[float, float]:
