@@ -249,7 +249,9 @@ def train_detector_command(
 def track(
     store: StorePath,
     gap_closing: Annotated[bool, typer.Option(
-        help="Also link t→t+2 over a missed detection.")] = False,
+        help="Also link t→t+2 over a missed detection.")] = True,
+    fill_gaps: Annotated[bool, typer.Option(
+        help="Put a missed nucleus back (interpolated) on each closed gap.")] = True,
     max_candidates: Annotated[int, typer.Option(help="Nearest candidates per nucleus.")] = 5,
     max_displacement: Annotated[float, typer.Option(
         help="Largest step, in local nucleus spacings.")] = 1.5,
@@ -276,7 +278,7 @@ def track(
                                      max_displacement_spacing=max_displacement),
         solver=SolverSettings(min_division_probability=min_division_probability),
         marginals=MarginalSettings(temperature=temperature),
-        model_path=None if model is None else str(model))
+        model_path=None if model is None else str(model), fill_gaps=fill_gaps)
     voxel = None if voxel_size is None else parse_triple(voxel_size, "voxel size")
     with console.status("tracking"):
         lineage = track_store(store, settings, frame_interval_h=frame_interval,

@@ -19,6 +19,7 @@ from labloop.track.curation import (
     apply_corrections,
     curate_store,
     doubtful_links,
+    on_detections,
     read_corrections,
 )
 
@@ -41,8 +42,16 @@ def _probabilities(lineage: Lineage) -> pd.Series:
     return lineage.edges.set_index(["source", "target"])["probability"]
 
 
+def _doubtful_between_detections(lineage: Lineage) -> pd.DataFrame:
+    """Doubtful links whose ends are both detections (not nuclei put on a closed gap)."""
+    doubtful = doubtful_links(lineage)
+    interpolated = lineage.nodes.index[lineage.nodes["interpolated"]]
+    return doubtful[~doubtful["source"].isin(interpolated)
+                    & ~doubtful["target"].isin(interpolated)].reset_index(drop=True)
+
+
 def _most_doubtful(lineage: Lineage) -> tuple[int, int]:
-    row = doubtful_links(lineage).iloc[0]
+    row = _doubtful_between_detections(lineage).iloc[0]
     return int(row["source"]), int(row["target"])
 
 
@@ -122,7 +131,7 @@ def test_relink_moves_the_source_to_its_new_target(sample) -> None:
 
 def test_replaying_the_history_gives_the_same_lineage(sample) -> None:
     detections, lineage, extent = sample
-    doubtful = doubtful_links(lineage)
+    doubtful = _doubtful_between_detections(lineage)
     history = [Correction("accept", int(doubtful.source[0]), int(doubtful.target[0])),
                Correction("cut", int(doubtful.source[1]), int(doubtful.target[1]))]
     once = apply_corrections(detections, lineage, history, image_shape_um=extent)
@@ -157,6 +166,29 @@ def test_bad_corrections_are_one_clear_error(sample, correction, message) -> Non
                           image_shape_um=extent)
 
 
+def test_a_correction_on_an_interpolated_nucleus_applies_to_its_gap(sample) -> None:
+    detections, lineage, extent = sample
+    interpolated = lineage.nodes.index[lineage.nodes["interpolated"]]
+    assert len(interpolated) > 0
+    edges = lineage.edges
+    into_gap = edges[edges["target"].isin(interpolated)].iloc[0]
+    source, middle = int(into_gap["source"]), int(into_gap["target"])
+    end = int(edges.loc[edges["source"] == middle, "target"].iloc[0])
+    assert end in detections.index and lineage.nodes.loc[end, "t"] - lineage.nodes.loc[
+        source, "t"] == 2
+    stored = on_detections([Correction("accept", source, middle)], lineage)[0]
+    assert (stored.source, stored.target) == (source, end)  # what curate_store saves
+    curated = apply_corrections(detections, lineage, [Correction("accept", source, middle)],
+                                image_shape_um=extent)
+    pinned = curated.edges[curated.edges["pinned"] == 1]
+    assert len(pinned) == 2 and (pinned["probability"] == 1.0).all()
+    assert pinned["source"].iloc[0] == source and end in pinned["target"].tolist()
+    assert curated.nodes.loc[pinned["target"], "interpolated"].tolist().count(True) == 1
+    cut = apply_corrections(detections, lineage, [Correction("cut", source, middle)],
+                            image_shape_um=extent)
+    assert cut.n_nodes == lineage.n_nodes - 1 and cut.parents()[end] == -1
+
+
 def test_a_third_child_is_refused() -> None:
     detections = pd.DataFrame({"t": [0, 1, 1, 1], "z": 0.0, "y": [0.0, -3.0, 0.0, 3.0],
                                "x": 0.0})
@@ -172,7 +204,8 @@ def test_curate_store_saves_corrections_and_reopens_them(tmp_path, sample) -> No
     experiment = open_experiment(store)
     experiment.write_detections(detections)
     tracked = track_store(store)
-    first, second = doubtful_links(tracked).iloc[0], doubtful_links(tracked).iloc[1]
+    doubtful = _doubtful_between_detections(tracked)
+    first, second = doubtful.iloc[0], doubtful.iloc[1]
     curate_store(store, [Correction("accept", int(first.source), int(first.target))])
     curate_store(store, [Correction("cut", int(second.source), int(second.target))])
     history = read_corrections(store)

@@ -231,11 +231,19 @@ def test_empty_and_single_frame_inputs_give_trivial_lineages():
     assert single.n_nodes == 3 and single.n_edges == 0
 
 
-def test_empty_frames_are_bridged_only_by_gap_closing():
+def test_an_empty_frame_is_bridged_by_an_interpolated_nucleus_only_with_gap_closing():
     detections = pd.concat([_frame(0, [0.0]), _frame(1, [0.1]), _frame(3, [0.2]),
                             _frame(4, [0.3])], ignore_index=True)
-    lineage = track(detections)
-    assert lineage.n_nodes == 4 and lineage.n_edges == 2
+    bridged = track(detections)
+    assert bridged.n_nodes == 5 and bridged.n_edges == 4
+    filled = bridged.nodes[bridged.nodes["interpolated"]]
+    assert filled["t"].tolist() == [2] and filled["y"].iloc[0] == pytest.approx(0.15)
+    assert (bridged.edges["frames"] == 1).all()
+    kept = track(detections, settings=TrackSettings(fill_gaps=False))
+    assert kept.n_nodes == 4 and kept.edges["frames"].tolist().count(2) == 1
+    split = track(detections, settings=TrackSettings(
+        candidates=CandidateSettings(gap_closing=False)))
+    assert split.n_nodes == 4 and split.n_edges == 2
 
 
 @pytest.mark.parametrize("problem, message", [
@@ -303,7 +311,7 @@ def test_gap_closing_bridges_misses_and_never_skips_a_detected_nucleus(noisy_mov
     from labloop.evaluate import tracking_metrics
 
     truth, detections = noisy_movie
-    settings = TrackSettings(candidates=CandidateSettings(gap_closing=True))
+    settings = TrackSettings(candidates=CandidateSettings(gap_closing=True), fill_gaps=False)
     lineage = track(detections.drop(columns="truth_node"), frame_interval_h=0.25,
                     settings=settings)
     edges = lineage.edges
@@ -316,3 +324,44 @@ def test_gap_closing_bridges_misses_and_never_skips_a_detected_nucleus(noisy_mov
     assert 0 < len(gaps) <= 2 * missed
     assert np.mean(skipped_detected) <= 0.05  # the model before the label fix: 0.13
     assert tracking_metrics(truth, lineage, RADIUS_UM)["edge_f1"] >= 0.93
+
+
+def test_fill_gaps_interpolates_missed_nuclei_and_collapse_restores_the_gap():
+    from labloop.track.gaps import collapse_gaps, fill_gaps, gap_ends
+
+    nodes = pd.DataFrame({"t": [0, 3, 0, 1, 1], "z": 0.0, "y": [0.0, 3.0, 10.0, 10.0, 13.0],
+                          "x": [0.0, 6.0, 0.0, 0.0, 0.0]}, index=[10, 11, 20, 21, 22])
+    lineage = Lineage(nodes, pd.DataFrame({"source": [10, 20, 20], "target": [11, 21, 22],
+                                           "probability": [0.8, 0.9, 0.7]}), 0.25)
+    filled = fill_gaps(lineage, first_id=100)
+    new = filled.nodes[filled.nodes["interpolated"]]
+    assert new.index.tolist() == [100, 101] and new["t"].tolist() == [1, 2]
+    np.testing.assert_allclose(new[["y", "x"]].to_numpy(), [[1.0, 2.0], [2.0, 4.0]])
+    np.testing.assert_allclose(new["score"], 0.8)  # the gap link's probability
+    chain = filled.edges[filled.edges["probability"] == 0.8]
+    assert list(zip(chain["source"], chain["target"])) == [(10, 100), (100, 101), (101, 11)]
+    assert filled.n_divisions == 1  # node 20 still divides
+    assert gap_ends(filled) == {100: (10, 11), 101: (10, 11)}
+    back = collapse_gaps(filled)
+    assert set(back.nodes.index) == set(nodes.index)
+    pd.testing.assert_frame_equal(
+        back.edges.sort_values("target").reset_index(drop=True),
+        lineage.edges.sort_values("target").reset_index(drop=True))
+
+
+def test_links_over_a_missed_frame_get_their_own_recalibration(noisy_movie):
+    from dataclasses import replace
+
+    from labloop.track.api import marginals_of
+    from labloop.track.output import calibrated_link_probability
+
+    problem = prepare(noisy_movie[1].drop(columns="truth_node"))  # gap closing by default
+    gap = problem.cand.dt == 2
+    assert gap.any() and problem.model.gap_link_recalibration
+    marginals = marginals_of(problem)
+    shipped = calibrated_link_probability(problem, marginals)
+    identity = replace(problem.model, gap_link_recalibration={"x": [0.0, 1.0], "y": [0.0, 1.0]})
+    mapped = calibrated_link_probability(replace(problem, model=identity), marginals)
+    np.testing.assert_allclose(mapped[gap], marginals.link[gap])
+    np.testing.assert_allclose(mapped[~gap], shipped[~gap])
+    assert not np.allclose(shipped[gap], marginals.link[gap])

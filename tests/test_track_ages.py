@@ -90,6 +90,14 @@ def test_training_builds_a_two_pass_model_that_tracks(tmp_path):
     assert 0.2 < model.sampling_noise_scale < 1.5
     assert reloaded.sampling_noise_scale == model.sampling_noise_scale
     assert meta["sampling"]["noise_scale"] == model.sampling_noise_scale
+    # a second calibration, fitted on the same scenarios tracked with gap closing
+    gap = model.gap_closing_calibration
+    assert reloaded.gap_closing_calibration == gap
+    bridged = reloaded.for_candidates(gap_closing=True)
+    assert bridged.sampling_noise_scale == gap["sampling_noise_scale"]
+    assert bridged.temperature == gap["temperature"]
+    assert reloaded.for_candidates(gap_closing=False).temperature == model.temperature
+    assert meta["gap_closing"]["marginals"]["chosen_links"] > 0
     truth = simulate_cells(SynthConfig(frames=10, shape=(16, 60, 60), voxel_size_um=(1, .5, .5),
                                        n_cells=20, cycle_mean_h=1.0, seed=2))
     lineage = track(perturb_detections(truth, DetectionNoise(), seed=0).drop(

@@ -46,6 +46,7 @@ from labloop.track.costs import EnergyCosts, event_costs
 from labloop.track.detections import Detections, check_detections
 from labloop.track.events import load_event_model
 from labloop.track.features import CueContext, division_pairs
+from labloop.track.gaps import collapse_gaps, fill_gaps, gap_ends
 from labloop.track.output import to_lineage
 from labloop.track.problem import (
     TrackingProblem,
@@ -158,6 +159,24 @@ def corrections_from_table(table: pd.DataFrame) -> list[Correction]:
                        str(row.made_at)) for row in table.itertuples(index=False)]
 
 
+def on_detections(corrections: Sequence[Correction], lineage: Lineage) -> list[Correction]:
+    """The corrections with interpolated nuclei replaced by the detections of their gap.
+
+    A link into a nucleus that the tracker put on a closed gap
+    (:mod:`labloop.track.gaps`) stands for the gap's link: its source becomes the
+    gap's detected source, its target (and new target) the gap's detected target.
+    Corrections are stored in this form, so they replay on any lineage of the
+    same detections.
+    """
+    ends = gap_ends(lineage)
+    if not ends:
+        return list(corrections)
+    return [replace(c, source=ends.get(c.source, (c.source, c.source))[0],
+                    target=ends.get(c.target, (c.target, c.target))[1],
+                    new_target=ends.get(c.new_target, (c.new_target, c.new_target))[1])
+            for c in corrections]
+
+
 # ------------------------------------------------------------------ replay
 @dataclass
 class _Links:
@@ -250,7 +269,8 @@ def _curated_problem(det: Detections, links: tuple[np.ndarray, np.ndarray],
                      nodes: np.ndarray) -> TrackingProblem:
     """The tracker's problem with the lineage's links as candidates and cut links removed
     (``nodes``: rows of the lineage's nuclei, whose ages the lineage gives)."""
-    model = load_event_model(settings.model_path)
+    model = load_event_model(settings.model_path).for_candidates(
+        settings.candidates.gap_closing)
     ctx = cue_context(det, settings, image_shape_um)
     cand = _with_links(ctx.cand, det, *links)
     cand = cand.take(~np.isin(_keys(cand.source, cand.target, det.n), _keys(*cut, det.n)))
@@ -352,7 +372,9 @@ def apply_corrections(detections: pd.DataFrame, lineage: Lineage,
     lineage
         The lineage to correct (a tracker's, possibly curated before).
     corrections
-        The corrections, oldest first (see :class:`Correction`).
+        The corrections, oldest first (see :class:`Correction`). One that names a
+        nucleus interpolated on a closed gap applies to the gap's link
+        (:func:`on_detections`).
     settings
         The tracker's settings (default: those recorded in ``lineage.attrs``, else
         the defaults).
@@ -391,6 +413,8 @@ def apply_corrections(detections: pd.DataFrame, lineage: Lineage,
     settings = track_settings_from_attrs(lineage.attrs) if settings is None else settings
     det = check_detections(detections)
     ids = det.table.index
+    corrections = on_detections(corrections, lineage)
+    lineage = collapse_gaps(lineage)
     unknown = ~lineage.nodes.index.isin(ids)
     if unknown.any():
         raise InputError(f"the lineage has {int(unknown.sum())} node(s) that are not among the "
@@ -422,7 +446,7 @@ def apply_corrections(detections: pd.DataFrame, lineage: Lineage,
     attrs = {**lineage.attrs, "curation": {"corrections": len(corrections),
                                            "pinned": len(links.pinned),
                                            "settings": asdict(curation)}}
-    new = to_lineage(problem, solution, marginals, lineage.frame_interval_h, attrs)
+    new = to_lineage(problem, solution, marginals, lineage.frame_interval_h, attrs, fill=False)
     near = _neighbourhood(cand, det.n, row[sorted(links.touched)].to_numpy(dtype=np.int64),
                           curation.neighbourhood_hops)
     new = _keep_far(new, lineage, set(ids[near].tolist()))
@@ -432,7 +456,8 @@ def apply_corrections(detections: pd.DataFrame, lineage: Lineage,
         if links.pinned else np.zeros(len(edges), dtype=bool)
     edges["pinned"] = is_pinned.astype(np.int8)
     edges.loc[is_pinned, "probability"] = 1.0
-    return new.with_edges(edges)
+    curated = new.with_edges(edges)
+    return fill_gaps(curated, first_id=int(ids.max()) + 1) if settings.fill_gaps else curated
 
 
 def doubtful_links(lineage: Lineage, threshold: float = 0.0) -> pd.DataFrame:
@@ -468,7 +493,9 @@ def track_settings_from_attrs(attrs: dict[str, Any]) -> TrackSettings:
         return TrackSettings(CandidateSettings(**recorded["candidates"]),
                              SolverSettings(**recorded["solver"]),
                              MarginalSettings(**recorded["marginals"]),
-                             recorded.get("model_path"))
+                             recorded.get("model_path"),
+                             # lineages recorded before gaps were filled kept t→t+2 links
+                             bool(recorded.get("fill_gaps", False)))
     except (KeyError, TypeError) as error:
         raise InputError(f"the lineage's recorded tracker settings are not readable "
                          f"({error})") from None
@@ -514,7 +541,7 @@ def curate_store(path: str | Path, corrections: Sequence[Correction],
     curation = CurationSettings() if curation is None else curation
     experiment = open_experiment(path)
     lineage = experiment.read_tracks()
-    history = [*read_corrections(path), *corrections]
+    history = [*read_corrections(path), *on_detections(corrections, lineage)]
     curated = apply_corrections(experiment.read_detections(), lineage, history,
                                 image_shape_um=experiment.image.extent_um, curation=curation)
     experiment.write_table(CURATION, corrections_table(history), "curate",

@@ -16,7 +16,7 @@ cell-cycle ages (:mod:`labloop.track.ages`) also holds the age-free
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +146,10 @@ class EventModel:
     link_recalibration, division_recalibration
         Isotonic maps ``(x, y)`` from tempered marginal to calibrated probability
         (piecewise linear); empty for none.
+    gap_link_recalibration
+        The isotonic map of links that skip a frame (fitted on those alone: their
+        marginals are far from their error rates, in both directions, on the
+        held-out simulations); empty to use ``link_recalibration`` for them.
     cost_offsets
         Offsets added to the costs (−log odds) of ``appear``, ``disappear``,
         ``false_positive`` and ``division``, fitted on held-out simulations for the
@@ -157,6 +161,13 @@ class EventModel:
         (:mod:`labloop.track.sampling`), fitted on held-out simulations so that
         sampled lineages lose the most probable lineage's links and divisions as
         often as their calibrated error probabilities say; 1 for none.
+    gap_closing_calibration
+        ``temperature``, ``link_recalibration``, ``division_recalibration``,
+        ``gap_link_recalibration`` and ``sampling_noise_scale`` fitted on the same
+        held-out simulations tracked with gap closing (links t→t+2 add short loops
+        to the candidate graph, which move the belief-propagation marginals);
+        :meth:`for_candidates` applies them.
+        Empty for none.
     metadata
         Training provenance (command, seeds, data, metrics), also in the card.
     """
@@ -166,8 +177,21 @@ class EventModel:
     cost_offsets: dict[str, float] = field(default_factory=dict)
     link_recalibration: dict[str, list[float]] = field(default_factory=dict)
     division_recalibration: dict[str, list[float]] = field(default_factory=dict)
+    gap_link_recalibration: dict[str, list[float]] = field(default_factory=dict)
     sampling_noise_scale: float = 1.0
+    gap_closing_calibration: dict[str, Any] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
+
+    def for_candidates(self, gap_closing: bool) -> EventModel:
+        """The model whose marginal calibration fits candidates with or without gap closing."""
+        if not (gap_closing and self.gap_closing_calibration):
+            return self
+        c = self.gap_closing_calibration
+        return replace(self, temperature=float(c["temperature"]),
+                       link_recalibration=c["link_recalibration"],
+                       division_recalibration=c["division_recalibration"],
+                       gap_link_recalibration=c["gap_link_recalibration"],
+                       sampling_noise_scale=float(c["sampling_noise_scale"]))
 
     @property
     def two_pass(self) -> bool:
@@ -208,7 +232,9 @@ class EventModel:
                 "cost_offsets": self.cost_offsets,
                 "link_recalibration": self.link_recalibration,
                 "division_recalibration": self.division_recalibration,
+                "gap_link_recalibration": self.gap_link_recalibration,
                 "sampling_noise_scale": self.sampling_noise_scale,
+                "gap_closing_calibration": self.gap_closing_calibration,
                 "metadata": self.metadata}
         Path(path).write_text(json.dumps(data, indent=1))
 
@@ -230,7 +256,9 @@ class EventModel:
                    cost_offsets={k: float(v) for k, v in data.get("cost_offsets", {}).items()},
                    link_recalibration=data.get("link_recalibration", {}),
                    division_recalibration=data.get("division_recalibration", {}),
+                   gap_link_recalibration=data.get("gap_link_recalibration", {}),
                    sampling_noise_scale=float(data.get("sampling_noise_scale", 1.0)),
+                   gap_closing_calibration=data.get("gap_closing_calibration", {}),
                    metadata=data.get("metadata", {}))
 
 

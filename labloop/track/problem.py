@@ -128,7 +128,8 @@ def rescore_divisions(det: Detections, ctx: CueContext, probability: dict[str, n
 def build_problem(det: Detections, settings: TrackSettings, model: EventModel,
                   image_shape_um: tuple[float, float, float] | None = None) -> TrackingProblem:
     """Candidates, event probabilities and costs of a movie (both passes where the
-    model has two)."""
+    model has two); the model's marginal calibration is the one for the candidates."""
+    model = model.for_candidates(settings.candidates.gap_closing)
     ctx = cue_context(det, settings, image_shape_um)
     kept, probability = event_probabilities(ctx, model, settings.candidates.min_link_probability)
     costs = event_costs(det, kept.cand, probability, division_pairs(kept), settings.solver,
