@@ -590,7 +590,7 @@ def train_event_model(settings: TrainingSettings | None = None) -> tuple[EventMo
     sampling_report = fit_sampling_scale(model, calibration)
     gap_report = fit_gap_closing_calibration(model, calibration)
     model.metadata = {
-        "name": "labloop-track-events-v2",
+        "name": "labloop-track-events-v3",
         "command": "python -m labloop.track.training",
         "training_settings": asdict(settings),
         "scenarios": [{"config": {k: v for k, v in asdict(s.config).items()
