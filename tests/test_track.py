@@ -339,7 +339,8 @@ def test_fill_gaps_interpolates_missed_nuclei_and_collapse_restores_the_gap():
     np.testing.assert_allclose(new[["y", "x"]].to_numpy(), [[1.0, 2.0], [2.0, 4.0]])
     np.testing.assert_allclose(new["score"], 0.8)  # the gap link's probability
     chain = filled.edges[filled.edges["probability"] == 0.8]
-    assert list(zip(chain["source"], chain["target"])) == [(10, 100), (100, 101), (101, 11)]
+    assert list(zip(chain["source"], chain["target"], strict=True)) == [(10, 100), (100, 101),
+                                                                      (101, 11)]
     assert filled.n_divisions == 1  # node 20 still divides
     assert gap_ends(filled) == {100: (10, 11), 101: (10, 11)}
     back = collapse_gaps(filled)

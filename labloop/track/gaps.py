@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import itertools
 
-import numpy as np
 import pandas as pd
 
 from labloop.lineage import SPATIAL_COLUMNS, Lineage
@@ -90,38 +89,39 @@ def collapse_gaps(lineage: Lineage) -> Lineage:
     chain's length). A lineage without interpolated nuclei is returned unchanged.
     """
     nodes, edges = lineage.nodes, lineage.edges
-    if INTERPOLATED not in nodes.columns or not nodes[INTERPOLATED].any():
+    interpolated = _interpolated(lineage)
+    if not interpolated:
         return lineage
-    fake = set(nodes.index[nodes[INTERPOLATED].to_numpy(dtype=bool)].tolist())
-    child = dict(zip(edges["source"].tolist(), edges["target"].tolist(), strict=False))
-    kept = edges[~edges["source"].isin(fake)].copy()
-    targets = kept["target"].to_numpy().copy()
-    for row in np.flatnonzero(kept["target"].isin(fake).to_numpy()):
-        node = targets[row]
-        while node in fake and node in child:
-            node = child[node]  # an interpolated nucleus has exactly one child
-        targets[row] = node
-    kept["target"] = targets
-    kept = kept[~kept["target"].isin(fake)]  # a chain that ends on an interpolated nucleus
+    ends = gap_ends(lineage)
+    kept = edges[~edges["source"].isin(interpolated)].copy()
+    into = kept["target"].isin(interpolated).to_numpy()
+    kept.loc[into, "target"] = [ends.get(node, (node, node))[1]
+                                for node in kept.loc[into, "target"].tolist()]
+    kept = kept[~kept["target"].isin(interpolated)]  # a chain that ends on an interpolated one
     if "frames" in kept.columns:
         kept["frames"] = (nodes.loc[kept["target"], "t"].to_numpy()
                           - nodes.loc[kept["source"], "t"].to_numpy())
-    real = nodes[~nodes.index.isin(fake)].drop(columns=INTERPOLATED)
+    real = nodes[~nodes.index.isin(interpolated)].drop(columns=INTERPOLATED)
     return Lineage(real, kept, lineage.frame_interval_h, lineage.attrs)
+
+
+def _interpolated(lineage: Lineage) -> set[int]:
+    nodes = lineage.nodes
+    if INTERPOLATED not in nodes.columns:
+        return set()
+    return set(nodes.index[nodes[INTERPOLATED].to_numpy(dtype=bool)].tolist())
 
 
 def gap_ends(lineage: Lineage) -> dict[int, tuple[int, int]]:
     """For each interpolated nucleus, the detected ends ``(source, target)`` of its gap."""
-    nodes, edges = lineage.nodes, lineage.edges
-    if INTERPOLATED not in nodes.columns:
-        return {}
-    fake = set(nodes.index[nodes[INTERPOLATED].to_numpy(dtype=bool)].tolist())
-    child = dict(zip(edges["source"].tolist(), edges["target"].tolist(), strict=False))
+    interpolated = _interpolated(lineage)
+    edges = lineage.edges
+    child = dict(zip(edges["source"].tolist(), edges["target"].tolist(), strict=True))
     ends: dict[int, tuple[int, int]] = {}
-    starts = edges[~edges["source"].isin(fake) & edges["target"].isin(fake)]
+    starts = edges[~edges["source"].isin(interpolated) & edges["target"].isin(interpolated)]
     for source, first in zip(starts["source"].tolist(), starts["target"].tolist(), strict=True):
         chain, node = [], first
-        while node in fake and node in child:
+        while node in interpolated and node in child:  # an interpolated nucleus has one child
             chain.append(node)
             node = child[node]
         ends.update({member: (source, node) for member in chain})
