@@ -457,7 +457,6 @@ def fit_marginal_calibration(model: EventModel, calibration: list[Labelled]
         links = problem.costs.division_links[div_called]
         div_right = right[links[:, 0]] & right[links[:, 1]]
         runs.append((problem, chosen, right[chosen], div_called, div_right))
-    gap_p, gap_y = [], []
     nll = []
     for temperature in TEMPERATURE_GRID:
         total = 0.0
@@ -468,7 +467,7 @@ def fit_marginal_calibration(model: EventModel, calibration: list[Labelled]
         nll.append(total)
     best = TEMPERATURE_GRID[int(np.argmin(nll))]
     model.temperature = float(best)
-    link_p, link_y, div_p, div_y = [], [], [], []
+    link_p, link_y, div_p, div_y, gap_p, gap_y = [], [], [], [], [], []
     for problem, chosen, right, div_nodes, div_right in runs:
         m = belief_propagation(problem.cand.source, problem.cand.target, problem.det.n,
                                problem.costs, best, problem.settings.marginals)
@@ -683,7 +682,7 @@ def write_card(model: EventModel, path: Path) -> None:
         f"s = {gs['noise_scale']} × T, fitted on the same calibration scenarios tracked "
         f"with gap closing: {gm['chosen_gap_links']} chosen links over a missed frame "
         f"({gm['wrong_chosen_gap_links']} wrong, mean marginal "
-        f"{gm['mean_gap_link_marginal']:.3f} before their own isotonic map) among "
+        f"{gm['mean_gap_link_marginal'] or 0:.3f} before their own isotonic map) among "
         f"{gm['chosen_links']} chosen links; samples lose {gs['lost_links']:.1f} links "
         f"and {gs['lost_divisions']:.1f} divisions where the error probabilities expect "
         f"{gs['expected_lost_links']} and {gs['expected_lost_divisions']}.", "",
