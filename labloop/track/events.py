@@ -32,6 +32,10 @@ DEFAULT_MODEL_PATH = Path(__file__).with_name("event_model.json")
 EVENTS = ("link", "appear", "disappear", "false_positive", "division")
 #: the age-free division model of a two-pass event model
 FIRST_PASS_DIVISION = "division_first_pass"
+#: fields fitted on held-out tracking runs, once per kind of candidates (with or without
+#: gap closing; see :meth:`EventModel.for_candidates`)
+MARGINAL_CALIBRATION_FIELDS = ("temperature", "link_recalibration", "division_recalibration",
+                               "gap_link_recalibration", "sampling_noise_scale")
 #: default L2 penalty on standardised weights
 DEFAULT_L2 = 1e-3
 
@@ -162,12 +166,10 @@ class EventModel:
         sampled lineages lose the most probable lineage's links and divisions as
         often as their calibrated error probabilities say; 1 for none.
     gap_closing_calibration
-        ``temperature``, ``link_recalibration``, ``division_recalibration``,
-        ``gap_link_recalibration`` and ``sampling_noise_scale`` fitted on the same
-        held-out simulations tracked with gap closing (links t→t+2 add short loops
-        to the candidate graph, which move the belief-propagation marginals);
-        :meth:`for_candidates` applies them.
-        Empty for none.
+        The :data:`MARGINAL_CALIBRATION_FIELDS` fitted on the same held-out
+        simulations tracked with gap closing (links t→t+2 add short loops to the
+        candidate graph, which move the belief-propagation marginals);
+        :meth:`for_candidates` applies them. Empty for none.
     metadata
         Training provenance (command, seeds, data, metrics), also in the card.
     """
@@ -186,12 +188,7 @@ class EventModel:
         """The model whose marginal calibration fits candidates with or without gap closing."""
         if not (gap_closing and self.gap_closing_calibration):
             return self
-        c = self.gap_closing_calibration
-        return replace(self, temperature=float(c["temperature"]),
-                       link_recalibration=c["link_recalibration"],
-                       division_recalibration=c["division_recalibration"],
-                       gap_link_recalibration=c["gap_link_recalibration"],
-                       sampling_noise_scale=float(c["sampling_noise_scale"]))
+        return replace(self, **self.gap_closing_calibration)
 
     @property
     def two_pass(self) -> bool:

@@ -60,9 +60,9 @@ def fill_gaps(lineage: Lineage, first_id: int | None = None) -> Lineage:
         start, end = nodes.loc[gap["source"]], nodes.loc[gap["target"]]
         ids = list(range(next_id, next_id + steps - 1))
         next_id += steps - 1
+        first, last = start[xyz].to_numpy(float), end[xyz].to_numpy(float)
         for k, node in enumerate(ids, start=1):
-            position = start[xyz].to_numpy(float) + (end[xyz].to_numpy(float)
-                                                     - start[xyz].to_numpy(float)) * k / steps
+            position = first + (last - first) * k / steps
             new_rows.append({"node": node, "t": int(start["t"]) + k,
                              **dict(zip(xyz, position, strict=True)),
                              "score": gap["probability"], INTERPOLATED: True,

@@ -48,6 +48,7 @@ from labloop.track.events import (
     DEFAULT_MODEL_PATH,
     EVENTS,
     FIRST_PASS_DIVISION,
+    MARGINAL_CALIBRATION_FIELDS,
     EventModel,
     LogisticModel,
 )
@@ -563,13 +564,8 @@ def fit_gap_closing_calibration(model: EventModel, calibration: list[Labelled]
     fitted = replace(model, gap_closing_calibration={})
     marginal_report = fit_marginal_calibration(fitted, bridged)
     sampling_report = fit_sampling_scale(fitted, bridged)
-    model.gap_closing_calibration = {
-        "temperature": fitted.temperature,
-        "link_recalibration": fitted.link_recalibration,
-        "division_recalibration": fitted.division_recalibration,
-        "gap_link_recalibration": fitted.gap_link_recalibration,
-        "sampling_noise_scale": fitted.sampling_noise_scale,
-    }
+    model.gap_closing_calibration = {name: getattr(fitted, name)
+                                     for name in MARGINAL_CALIBRATION_FIELDS}
     return {"marginals": marginal_report, "sampling": sampling_report}
 
 
