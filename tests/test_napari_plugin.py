@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -109,8 +111,8 @@ def test_reader_claims_labloop_stores_only(tmp_path, store, make_napari_viewer) 
 def test_store_opens_as_image_points_and_tracks(store, make_napari_viewer) -> None:
     viewer = make_napari_viewer()
     kinds = _open(viewer, store)
-    assert set(kinds) == {"image", "detections", "tracks", "truth", "prediction",
-                          "prediction_cells"}
+    assert set(kinds) == {"image", "detections", "tracks", "interpolated", "truth",
+                          "prediction", "prediction_cells"}
     experiment = open_experiment(store)
     voxel = experiment.image.voxel_size_um
     image = kinds["image"]
@@ -130,6 +132,39 @@ def test_store_opens_as_image_points_and_tracks(store, make_napari_viewer) -> No
     assert not kinds["truth"].visible
     prediction = kinds["prediction"]
     assert prediction.data[:, 3].min() > lineage.nodes["y"].min()  # the shifted copy
+
+
+def test_nuclei_put_back_on_closed_gaps_show_as_squares(bare_store, make_napari_viewer
+                                                      ) -> None:
+    experiment = open_experiment(bare_store)
+    truth = experiment.read_truth()
+    nodes = truth.nodes
+    # three nuclei in the middle of undivided stretches of track, in different frames
+    parent = truth.edges.set_index("target")["source"]
+    children = truth.edges.groupby("source")["target"].apply(list)
+    plain = [v for v in nodes.index if v in parent.index and len(children.get(v, [])) == 1
+             and len(children.get(parent[v], [])) == 1
+             and len(children.get(children[v][0], [])) == 1]
+    removed = [plain[k] for k in np.linspace(0, len(plain) - 1, 3).astype(int)]
+    detections = nodes.drop(index=removed)[["t", "z", "y", "x"]].reset_index(drop=True)
+    experiment.write_detections(detections, {"from": "truth, three nuclei removed"})
+    track_store(bare_store)
+    viewer = make_napari_viewer()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. napari resetting the colours to white
+        interpolated = _open(viewer, bare_store)["interpolated"]
+    assert interpolated.symbol[0].value == "square"
+    world = interpolated.data * interpolated.scale  # frames and µm
+    expected = nodes.loc[removed, ["t", "z", "y", "x"]].to_numpy(dtype=float)
+    assert len(world) >= 3  # and any gap the sample's truth has (a cell out of view)
+    for point in expected:
+        nearest = world[np.argmin(np.linalg.norm(world - point, axis=1))]
+        assert nearest[0] == point[0]
+        assert np.linalg.norm(nearest[1:] - point[1:]) < 1.5  # µm
+    stored = open_experiment(bare_store).read_tracks().nodes
+    np.testing.assert_allclose(
+        np.sort(interpolated.features["error_probability"]),
+        np.sort(stored.loc[stored["interpolated"], "false_positive_probability"]))
 
 
 def test_sample_data_is_a_writable_copy(make_napari_viewer) -> None:

@@ -35,7 +35,7 @@ from labloop_napari._layers import PREDICTION_KINDS
 from labloop_napari._viewer import current_store, grid, layer_store
 
 #: layers shown in the observed view of the grid, bottom to top
-OBSERVED_KINDS = ("image", "detections", "tracks")
+OBSERVED_KINDS = ("image", "detections", "tracks", "interpolated")
 OBSERVED_STYLE: dict[str, Any] = {"color": "tab:blue", "label": "observed"}
 PREDICTED_STYLE: dict[str, Any] = {"color": "tab:pink", "label": "predicted"}
 

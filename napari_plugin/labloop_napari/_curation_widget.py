@@ -243,7 +243,7 @@ class CurationWidget(QWidget):
 
     def _on_curated(self, lineage: Lineage) -> None:
         self.lineage = lineage
-        refresh_layers(self.viewer, self.store, ("tracks",))  # type: ignore[arg-type]
+        refresh_layers(self.viewer, self.store, ("tracks", "interpolated"))  # type: ignore[arg-type]
 
     def _on_finished(self) -> None:
         self.busy = False

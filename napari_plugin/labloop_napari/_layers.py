@@ -24,13 +24,15 @@ from scipy.spatial import cKDTree
 from labloop.io.images import AXES
 from labloop.io.store import DETECTIONS, PREDICTION, TRACKS, TRUTH, Experiment
 from labloop.lineage import SPATIAL_COLUMNS, Lineage
+from labloop.track.gaps import INTERPOLATED
 
 LayerData = tuple[Any, dict[str, Any], str]
 
 #: metadata key of labloop's layers
 META_KEY = "labloop"
 #: the layers of a store, bottom to top
-KINDS = ("image", "detections", "tracks", "truth", "prediction", "prediction_cells")
+KINDS = ("image", "detections", "tracks", "interpolated", "truth", "prediction",
+         "prediction_cells")
 #: layers that show the prediction
 PREDICTION_KINDS = ("prediction", "prediction_cells")
 #: marker diameter as a fraction of the median nearest-neighbour distance
@@ -46,6 +48,8 @@ ERROR_COLORMAP = Colormap(
     colors=[[0.0, 0.85, 1.0, 1.0], [1.0, 0.9, 0.0, 1.0], [1.0, 0.1, 0.1, 1.0]],
     controls=[0.0, 0.3, 1.0], name="labloop_error", display_name="error probability")
 PREDICTION_RGBA = (1.0, 0.2, 0.9, 1.0)
+#: ring colour of detections that carry no score (viridis at 1)
+UNSCORED_COLOUR = "#fde725"
 SOURCE_CELL_RGBA = (1.0, 0.6, 0.0, 1.0)
 #: one colour for every predicted track (feature ``predicted`` = 1)
 PREDICTION_COLORMAP = Colormap(colors=[PREDICTION_RGBA, PREDICTION_RGBA],
@@ -125,13 +129,16 @@ def points_kwargs(experiment: Experiment, kind: str, size_um: float) -> dict[str
 
 
 def detections_layer(experiment: Experiment) -> LayerData:
-    """Detections as rings coloured by score (viridis, 0–1); feature ``node`` is the row id."""
+    """Detections as rings coloured by score (viridis, 0–1; one colour for detections
+    without scores); feature ``node`` is the row id."""
     detections = experiment.read_detections()
     features = detections.drop(columns=["t", *SPATIAL_COLUMNS])
     features.insert(0, "node", detections.index.to_numpy())
+    colour = ({"border_color": "score", "border_colormap": "viridis",
+               "border_contrast_limits": (0.0, 1.0)} if "score" in features.columns
+              else {"border_color": UNSCORED_COLOUR})
     kwargs = {**points_kwargs(experiment, "detections", marker_size_um(detections)),
-              "features": features, "border_color": "score", "border_colormap": "viridis",
-              "border_contrast_limits": (0.0, 1.0)}
+              "features": features, **colour}
     return voxel_points(detections, experiment.image.voxel_size_um), kwargs, "points"
 
 
@@ -151,6 +158,25 @@ def lineage_layer(experiment: Experiment, lineage: Lineage, kind: str) -> LayerD
 def tracks_layer(experiment: Experiment) -> LayerData:
     """The tracked lineage (``labloop/tracks.geff``)."""
     return lineage_layer(experiment, experiment.read_tracks(), "tracks")
+
+
+def interpolated_layer(experiment: Experiment) -> LayerData | None:
+    """The nuclei the tracker put back on closed gaps, as squares coloured by error probability.
+
+    None when the lineage was tracked without gap filling (no ``interpolated``
+    column); an empty layer when it was but no gap was closed.
+    """
+    lineage = experiment.read_tracks()
+    if INTERPOLATED not in lineage.nodes.columns:
+        return None
+    nodes = lineage.nodes[lineage.nodes[INTERPOLATED].to_numpy(dtype=bool)]
+    features = pd.DataFrame({"node": nodes.index.to_numpy(),
+                             "error_probability": nodes["false_positive_probability"]
+                             .to_numpy(dtype=np.float64)})
+    kwargs = {**points_kwargs(experiment, "interpolated", marker_size_um(lineage.nodes)),
+              "symbol": "square", "features": features, "border_color": "error_probability",
+              "border_colormap": ERROR_COLORMAP, "border_contrast_limits": (0.0, 1.0)}
+    return voxel_points(nodes, experiment.image.voxel_size_um), kwargs, "points"
 
 
 def truth_layer(experiment: Experiment) -> LayerData:
@@ -196,6 +222,7 @@ _OBSERVED_BUILDERS = {
     "image": (image_layer, lambda e: True),
     "detections": (detections_layer, lambda e: e.has(DETECTIONS)),
     "tracks": (tracks_layer, lambda e: e.has(TRACKS)),
+    "interpolated": (interpolated_layer, lambda e: e.has(TRACKS)),
     "truth": (truth_layer, lambda e: e.has(TRUTH)),
 }
 #: how each kind of prediction layer is drawn from the prediction's first replicate
@@ -216,5 +243,7 @@ def store_layers(experiment: Experiment, kinds: tuple[str, ...] = KINDS) -> list
             if predicted is not None:
                 layers.append(_PREDICTION_BUILDERS[kind](experiment, predicted))
         elif _OBSERVED_BUILDERS[kind][1](experiment):
-            layers.append(_OBSERVED_BUILDERS[kind][0](experiment))
+            layer = _OBSERVED_BUILDERS[kind][0](experiment)
+            if layer is not None:
+                layers.append(layer)
     return layers

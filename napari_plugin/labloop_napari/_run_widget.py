@@ -27,7 +27,7 @@ from labloop_napari._viewer import current_store, refresh_layers
 
 #: the layers each step rewrites
 STEP_LAYERS: dict[str, tuple[str, ...]] = {
-    "detect": ("detections",), "track": ("tracks",), "measure": (),
+    "detect": ("detections",), "track": ("tracks", "interpolated"), "measure": (),
     "calibrate": PREDICTION_KINDS}
 NO_STORE = "open a labloop store first (File ▸ Open, or File ▸ Open Sample ▸ labloop)"
 
