@@ -132,6 +132,38 @@ def test_divisions_put_half_size_daughters_two_radii_apart(movie):
         assert nodes.loc[mother, "brightness_boost"] < 1.2
 
 
+def _sister_distance_growth(config: SynthConfig) -> np.ndarray:
+    """Per division: sisters' distance two frames after birth minus at birth (µm),
+    over the daughter radius."""
+    truth = simulate_cells(config)
+    nodes, children = truth.nodes, _children(truth)
+    growth = []
+    for mother in truth.divisions:
+        a, b = children[mother]
+        later_a, later_b = children.get(a), children.get(b)
+        if later_a is None or later_b is None:
+            continue
+        later_a, later_b = children.get(later_a[0]), children.get(later_b[0])
+        if later_a is None or later_b is None or len(later_a) > 1 or len(later_b) > 1:
+            continue
+        birth = np.linalg.norm(_positions(nodes.loc[[a]]) - _positions(nodes.loc[[b]]))
+        later = np.linalg.norm(_positions(nodes.loc[later_a]) - _positions(nodes.loc[later_b]))
+        growth.append((later - birth) / nodes.loc[a, "radius_um"])
+    return np.array(growth)
+
+
+def test_sisters_keep_moving_apart_for_the_separation_time():
+    # slow cells and no repulsion: the sisters' distance changes by the separation alone
+    base = SynthConfig(frames=10, shape=(16, 64, 64), n_cells=15, seed=2, cycle_mean_h=1.0,
+                       speed_um_per_h=0.5, cycle_shape=20.0, repulsion_rate_per_h=0.0)
+    still = _sister_distance_growth(base)
+    apart = _sister_distance_growth(dataclasses.replace(
+        base, sister_separation_radii=1.0, sister_separation_h=2 * base.frame_interval_h))
+    assert len(still) >= 10 and len(apart) >= 10
+    # each daughter moves 1 daughter radius farther from the other's side: +2 radii
+    assert np.median(apart) - np.median(still) == pytest.approx(2.0, abs=0.2)
+
+
 def test_division_boost_decays_within_two_frames(movie):
     truth = movie.truth
     children = _children(truth)
@@ -334,6 +366,8 @@ def test_2d_movie():
     ({"background_gradient": 3.0}, "background_gradient"),
     ({"read_noise": float("nan")}, "read_noise"),
     ({"aspect_max": 0.5}, "aspect_max"),
+    ({"sister_separation_h": 0.0}, "sister_separation_h"),
+    ({"sister_separation_radii": -0.5}, "sister_separation_radii"),
     ({"background_photons": 0.0, "read_noise": 0.0}, "undefined"),
 ])
 def test_bad_config_raises_input_error(changes, message):

@@ -10,7 +10,8 @@ view. Per frame interval, in order:
    replaced by two daughters at ``±daughter_offset_radii`` daughter radii along a
    uniformly random axis from its position, each with half its volume (radius
    ``/2^(1/3)``), its brightness and velocity, and a fresh cycle duration, shape
-   and orientation.
+   and orientation. Optionally (``sister_separation_radii``) the sisters keep
+   drifting apart along that axis for ``sister_separation_h`` after birth.
 3. *Crowding*: ``substeps`` more relaxation steps so daughters do not overlap
    their neighbours.
 
@@ -65,6 +66,7 @@ class _Cells:
     quaternion: np.ndarray  # (N, 4) x, y, z, w
     brightness: np.ndarray  # (N,)
     born_by_division: np.ndarray  # (N,) bool
+    separation_um_per_h: np.ndarray  # (N, 3) drift away from the sister, while young
 
     def radius_um(self) -> np.ndarray:
         return radius_at_age(self.full_radius_um, self.age_h, self.cycle_h)
@@ -135,6 +137,7 @@ def _initial_cells(config: SynthConfig, rng: np.random.Generator) -> _Cells:
         quaternion=draw_orientations(n, config, rng),
         brightness=draw_brightness(n, config, rng),
         born_by_division=np.zeros(n, dtype=bool),
+        separation_um_per_h=np.zeros((n, 3)),
     )
     box = simulation_box_um(config.shape, config.voxel_size_um, config.margin_um)
     for _ in range(INITIAL_RELAXATION_STEPS):
@@ -156,8 +159,10 @@ def _divide(cells: _Cells, next_id: int, config: SynthConfig, rng: np.random.Gen
     mother_radius = radius_at_age(mothers.full_radius_um, mothers.age_h - config.frame_interval_h,
                                   mothers.cycle_h)
     daughter_radius = mother_radius / np.cbrt(2.0)
-    offset = (config.daughter_offset_radii * daughter_radius)[:, None] * draw_division_axes(
-        n, config, rng)
+    axes = draw_division_axes(n, config, rng)
+    offset = (config.daughter_offset_radii * daughter_radius)[:, None] * axes
+    separation = (config.sister_separation_radii * daughter_radius
+                  / config.sister_separation_h)[:, None] * axes
     daughters = _Cells(
         cell_id=next_id + np.arange(2 * n, dtype=np.int64),
         parent_id=np.tile(mothers.cell_id, 2),
@@ -171,6 +176,7 @@ def _divide(cells: _Cells, next_id: int, config: SynthConfig, rng: np.random.Gen
         quaternion=draw_orientations(2 * n, config, rng),
         brightness=np.tile(mothers.brightness, 2),
         born_by_division=np.ones(2 * n, dtype=bool),
+        separation_um_per_h=np.concatenate([separation, -separation]),
     )
     survivors = cells.take(np.flatnonzero(~dividing))
     return _Cells.concat([survivors, daughters]), next_id + 2 * n
@@ -276,7 +282,10 @@ def simulate_cells(config: SynthConfig, rng: RngLike = None, *,
             cells.velocity_um_per_h = walk_step(cells.velocity_um_per_h, dt_h,
                                                 config.speed_um_per_h, config.persistence_h,
                                                 active, rng)
-            cells.position_um = cells.position_um + cells.velocity_um_per_h * dt_h
+            # the part of this sub-step that falls inside the separation window
+            window = np.clip(config.sister_separation_h - cells.age_h, 0.0, dt_h)[:, None]
+            cells.position_um = (cells.position_um + cells.velocity_um_per_h * dt_h
+                                 + cells.separation_um_per_h * window)
             cells.age_h = cells.age_h + dt_h
             relax(cells)
         cells, next_id = _divide(cells, next_id, config, rng)
