@@ -366,3 +366,17 @@ def test_links_over_a_missed_frame_get_their_own_recalibration(noisy_movie):
     np.testing.assert_allclose(mapped[gap], marginals.link[gap])
     np.testing.assert_allclose(mapped[~gap], shipped[~gap])
     assert not np.allclose(shipped[gap], marginals.link[gap])
+
+
+def test_isotonic_map_pools_violators_by_weight():
+    from labloop.track.training import isotonic_map
+
+    p = np.array([0.4, 0.1, 0.3, 0.2])  # any order
+    y = np.array([True, False, False, True])
+    plain = isotonic_map(p, y)
+    np.testing.assert_allclose(plain["x"], [0.0, 0.1, 0.25, 0.4, 1.0])
+    np.testing.assert_allclose(plain["y"], [0.0, 0.0, 0.5, 1.0, 1.0])
+    # the wrong call at 0.3 weighs three times: the pooled block is right 1 time in 4
+    weighted = isotonic_map(p, y, weights=np.array([1.0, 1.0, 3.0, 1.0]))
+    np.testing.assert_allclose(weighted["x"], [0.0, 0.1, 0.275, 0.4, 1.0])
+    np.testing.assert_allclose(weighted["y"], [0.0, 0.0, 0.25, 1.0, 1.0])

@@ -22,7 +22,8 @@ card ``EVENT_MODEL.md`` (a few minutes on two CPU cores). Steps:
 5. On the calibration scenarios, fit the cost offsets, then solve the MAP lineage
    and fit the temperature of the belief-propagation marginals by maximum
    likelihood of "chosen link is right", then an isotonic map of the tempered
-   marginals of chosen links and divisions (pool-adjacent-violators).
+   marginals of chosen links and divisions (pool-adjacent-violators; for divisions
+   each scenario weighs the same).
 6. Fit the perturb-and-MAP noise scale (:mod:`labloop.track.sampling`) so that
    sampled lineages lose the MAP lineage's links and divisions as often as their
    calibrated error probabilities say.
@@ -337,28 +338,34 @@ def _auc(p: np.ndarray, y: np.ndarray) -> float | None:
     return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def isotonic_map(p: np.ndarray, y: np.ndarray, n_knots: int = 200) -> dict[str, list[float]]:
+def isotonic_map(p: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None,
+                 n_knots: int = 200) -> dict[str, list[float]]:
     """Pool-adjacent-violators fit of ``y`` on ``p``, as piecewise-linear knots.
 
-    Knots are placed at block centres; the map is anchored at (0, ≥0) and (1, ≤1).
+    Knots are placed at the (weighted) centres of the blocks; the map is anchored
+    at (0, ≥0) and (1, ≤1). ``weights`` (default 1 each) weigh the items.
     """
     order = np.argsort(p, kind="stable")
     ps, ys = p[order], y[order].astype(np.float64)
-    sums, counts, means = [], [], []
-    for value, weight in zip(ys, np.ones(len(ys)), strict=True):
-        sums.append(value)
-        counts.append(weight)
+    ws = np.ones(len(ys)) if weights is None else np.asarray(weights, np.float64)[order]
+    sums, totals, sizes, means = [], [], [], []
+    for value, weight in zip(ys, ws, strict=True):
+        sums.append(value * weight)
+        totals.append(weight)
+        sizes.append(1)
         means.append(value)
         while len(means) > 1 and means[-2] > means[-1]:
-            s, c = sums.pop() + sums.pop(), counts.pop() + counts.pop()
+            s, w = sums.pop() + sums.pop(), totals.pop() + totals.pop()
+            sizes.append(sizes.pop() + sizes.pop())
             means.pop()
             means.pop()
             sums.append(s)
-            counts.append(c)
-            means.append(s / c)
-    ends = np.cumsum(counts).astype(int)
+            totals.append(w)
+            means.append(s / w)
+    ends = np.cumsum(sizes)
     starts = np.r_[0, ends[:-1]]
-    x = np.array([ps[a:b].mean() for a, b in zip(starts, ends, strict=True)])
+    x = np.array([np.average(ps[a:b], weights=ws[a:b])
+                  for a, b in zip(starts, ends, strict=True)])
     yv = np.array(means)
     if len(x) > n_knots:
         pick = np.unique(np.linspace(0, len(x) - 1, n_knots).astype(int))
@@ -468,7 +475,7 @@ def fit_marginal_calibration(model: EventModel, calibration: list[Labelled]
         nll.append(total)
     best = TEMPERATURE_GRID[int(np.argmin(nll))]
     model.temperature = float(best)
-    link_p, link_y, div_p, div_y, gap_p, gap_y = [], [], [], [], [], []
+    link_p, link_y, div_p, div_y, div_w, gap_p, gap_y = [], [], [], [], [], [], []
     for problem, chosen, right, div_nodes, div_right in runs:
         m = belief_propagation(problem.cand.source, problem.cand.target, problem.det.n,
                                problem.costs, best, problem.settings.marginals)
@@ -476,6 +483,7 @@ def fit_marginal_calibration(model: EventModel, calibration: list[Labelled]
         link_y.append(right)
         div_p.append(m.division_pair[div_nodes])
         div_y.append(div_right)
+        div_w.append(np.full(len(div_right), 1.0 / max(len(div_right), 1)))
         gap = problem.cand.dt[chosen] > 1
         gap_p.append(m.link[chosen][gap])
         gap_y.append(right[gap])
@@ -483,13 +491,19 @@ def fit_marginal_calibration(model: EventModel, calibration: list[Labelled]
     dp, dy = np.concatenate(div_p), np.concatenate(div_y)
     gp, gy = np.concatenate(gap_p), np.concatenate(gap_y)
     model.link_recalibration = isotonic_map(lp, ly)
-    model.division_recalibration = isotonic_map(dp, dy) if len(dp) >= 20 else {}
+    # each scenario's divisions weigh 1 in all: a movie is what a user tracks, and the
+    # scenarios' division error rates differ widely (a long one with many wrong calls
+    # would otherwise set the map for all)
+    model.division_recalibration = (isotonic_map(dp, dy, np.concatenate(div_w))
+                                    if len(dp) >= 20 else {})
     model.gap_link_recalibration = isotonic_map(gp, gy) if len(gp) >= MIN_GAP_LINKS else {}
     return {"temperature_grid": list(TEMPERATURE_GRID), "nll": nll, "temperature": best,
             "chosen_links": len(ly), "wrong_chosen_links": int((~ly).sum()),
             "chosen_gap_links": len(gy), "wrong_chosen_gap_links": int((~gy).sum()),
             "mean_gap_link_marginal": float(gp.mean()) if len(gp) else None,
             "called_divisions": len(dy), "wrong_called_divisions": int((~dy).sum()),
+            "wrong_division_share_per_scenario": [float(np.mean(~y)) if len(y) else None
+                                                  for y in div_y],
             "mean_link_error_probability_before_isotonic": float(1 - lp.mean())}
 
 
@@ -585,7 +599,7 @@ def train_event_model(settings: TrainingSettings | None = None) -> tuple[EventMo
     sampling_report = fit_sampling_scale(model, calibration)
     gap_report = fit_gap_closing_calibration(model, calibration)
     model.metadata = {
-        "name": "labloop-track-events-v3",
+        "name": "labloop-track-events-v4",
         "command": "python -m labloop.track.training",
         "training_settings": asdict(settings),
         "scenarios": [{"config": {k: v for k, v in asdict(s.config).items()
@@ -605,6 +619,11 @@ def train_event_model(settings: TrainingSettings | None = None) -> tuple[EventMo
         "training_time_s": round(time.perf_counter() - start, 1),
     }
     return model, model.metadata
+
+
+def _share_range(shares: list[float | None]) -> str:
+    known = [x for x in shares if x is not None]
+    return f"{min(known):.0%}–{max(known):.0%}" if known else "none called"
 
 
 def write_card(model: EventModel, path: Path) -> None:
@@ -659,7 +678,9 @@ def write_card(model: EventModel, path: Path) -> None:
         f"Temperature T = {mr['temperature']} (maximum likelihood over "
         f"{mr['chosen_links']} chosen links of the calibration scenarios, "
         f"{mr['wrong_chosen_links']} wrong); {mr['called_divisions']} called divisions "
-        f"({mr['wrong_called_divisions']} wrong).",
+        f"({mr['wrong_called_divisions']} wrong; in the division map each scenario "
+        "weighs the same, since their shares of wrong divisions differ widely: "
+        f"{_share_range(mr['wrong_division_share_per_scenario'])}).",
         f"Cost offsets (coordinate search for the best edge F1 + division F1 of the MAP "
         f"lineages of the calibration scenarios): {meta['cost_offsets']['offsets']}.", "",
         "## Sampling",
@@ -689,6 +710,11 @@ def write_card(model: EventModel, path: Path) -> None:
         "- Probabilities treat the candidate graph by loopy belief propagation (Bethe"
         " approximation); the fitted temperature and isotonic map absorb its bias on"
         " the simulated range.",
+        "- Division probabilities are calibrated on average over movies, not within each:"
+        " the calibration scenarios' shares of wrong divisions range "
+        f"{_share_range(mr['wrong_division_share_per_scenario'])}, more than their"
+        " marginals say, so one movie's division probabilities can be too high or too"
+        " low; check them on a few annotated divisions.",
         f"- Training took {meta['training_time_s']} s.",
     ]
     path.write_text("\n".join(lines) + "\n")
