@@ -380,3 +380,5 @@ def test_isotonic_map_pools_violators_by_weight():
     weighted = isotonic_map(p, y, weights=np.array([1.0, 1.0, 3.0, 1.0]))
     np.testing.assert_allclose(weighted["x"], [0.0, 0.1, 0.275, 0.4, 1.0])
     np.testing.assert_allclose(weighted["y"], [0.0, 0.0, 0.25, 1.0, 1.0])
+    assert isotonic_map(np.zeros(0), np.zeros(0, dtype=bool)) == {"x": [0.0, 1.0],
+                                                                "y": [0.0, 1.0]}

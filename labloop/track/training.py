@@ -348,25 +348,20 @@ def isotonic_map(p: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None
     order = np.argsort(p, kind="stable")
     ps, ys = p[order], y[order].astype(np.float64)
     ws = np.ones(len(ys)) if weights is None else np.asarray(weights, np.float64)[order]
-    sums, totals, sizes, means = [], [], [], []
+    sums, totals, sizes = [], [], []  # per block: weighted sum of y, weight, items
     for value, weight in zip(ys, ws, strict=True):
         sums.append(value * weight)
         totals.append(weight)
         sizes.append(1)
-        means.append(value)
-        while len(means) > 1 and means[-2] > means[-1]:
-            s, w = sums.pop() + sums.pop(), totals.pop() + totals.pop()
+        while len(sums) > 1 and sums[-2] / totals[-2] > sums[-1] / totals[-1]:
+            sums.append(sums.pop() + sums.pop())
+            totals.append(totals.pop() + totals.pop())
             sizes.append(sizes.pop() + sizes.pop())
-            means.pop()
-            means.pop()
-            sums.append(s)
-            totals.append(w)
-            means.append(s / w)
-    ends = np.cumsum(sizes)
-    starts = np.r_[0, ends[:-1]]
+    yv = np.array(sums) / np.array(totals)
+    ends = np.cumsum(sizes, dtype=np.int64)
+    starts = ends - np.asarray(sizes, dtype=np.int64)
     x = np.array([np.average(ps[a:b], weights=ws[a:b])
                   for a, b in zip(starts, ends, strict=True)])
-    yv = np.array(means)
     if len(x) > n_knots:
         pick = np.unique(np.linspace(0, len(x) - 1, n_knots).astype(int))
         x, yv = x[pick], yv[pick]
