@@ -20,6 +20,7 @@ from labloop.calibrate import (
     derived_intervals,
     division_rate_at,
     initial_from_lineage,
+    linearised_refit,
     motion_segments,
     observe,
     recalibrate,
@@ -139,6 +140,14 @@ def test_recalibrate_recovers_motility_and_flags_what_the_data_miss() -> None:
     adam = fit.history.query("stage == 'adam'")["loss"]
     polish = fit.history.query("stage == 'polish'")["loss"]
     assert len(polish) and polish.max() <= adam.min()  # the polish never loses ground
+    # a Gauss–Newton step back to the same observations hardly moves a converged fit
+    again = linearised_refit(fit, [observed]).intervals.set_index("name").loc[
+        "mechanics.motility_um2_per_h"]
+    assert abs(np.log(again["value"] / row["value"])) < 0.1 * row["sd_raw"]
+    # (the fit's covariance is from the Jacobian before its final step, the sensitivities
+    # after it)
+    assert again["upper"] / again["lower"] == pytest.approx(row["upper"] / row["lower"],
+                                                            rel=0.02)
     # the division law was frozen: derived rates are reported as fixed, not measured
     derived = fit.derived().set_index("name")
     assert not derived["depends_on_free"].any()

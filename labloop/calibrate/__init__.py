@@ -6,7 +6,9 @@ model to them by gradients (optax, several starts, early stopping) and returns
 a :class:`Fit` with a Laplace uncertainty, sensitivities and identifiability
 notes (and, via :func:`derived_intervals`, intervals for quantities such as the
 division rate without growth factor); ``predict`` simulates forward from the fitted parameters;
-``calibrate_store`` does all of it on an experiment store.
+``calibrate_store`` does all of it on an experiment store;
+``corrected_for_observation`` refits for what filming, detection and tracking do
+to the morphometrics, measured on the fitted tissue filmed alike.
 """
 
 from labloop.calibrate.derived import (
@@ -27,11 +29,20 @@ from labloop.calibrate.fit import (
 )
 from labloop.calibrate.initial import cell_radius_from, initial_from_lineage
 from labloop.calibrate.loss import gaussian_loss, standardised_residuals
+from labloop.calibrate.observation import (
+    Acquisition,
+    ObservationBias,
+    corrected_for_observation,
+    linearised_refit,
+    observation_bias,
+)
 from labloop.calibrate.observations import Observations, motion_segments, observe
 from labloop.calibrate.store import StoreSettings, calibrate_store
 
-__all__ = ["DEFAULT_FREE", "DIVISION_LAW", "CalibrateSettings", "Derived", "Experiment",
-           "Fit", "Observations", "StoreSettings", "calibrate_store", "cell_radius_from",
+__all__ = ["DEFAULT_FREE", "DIVISION_LAW", "Acquisition", "CalibrateSettings", "Derived",
+           "Experiment", "Fit", "ObservationBias", "Observations", "StoreSettings",
+           "calibrate_store", "cell_radius_from", "corrected_for_observation",
            "derived_intervals", "division_rate_at", "gaussian_loss", "initial_from_lineage",
-           "motion_segments", "observe", "recalibrate", "standardised_residuals",
-           "steady_gene_levels", "steps_per_frame", "with_values"]
+           "linearised_refit", "motion_segments", "observation_bias", "observe",
+           "recalibrate", "standardised_residuals", "steady_gene_levels", "steps_per_frame",
+           "with_values"]

@@ -171,8 +171,9 @@ class Fit:
     covariance
         Laplace covariance in optimiser space (DataFrame indexed by name).
     sensitivity
-        ``term, index, parameter, sensitivity``: ``∂ morphometric / ∂ θ_raw``
-        (``θ_raw = log θ`` for positive parameters: change per e-fold).
+        ``experiment, term, index, parameter, sensitivity``: ``∂ morphometric / ∂ θ_raw``
+        (``θ_raw = log θ`` for positive parameters: change per e-fold); ``experiment``
+        numbers the fitted experiments in the order given.
     identifiability
         Notes on what the data leave undetermined.
     history
@@ -183,9 +184,10 @@ class Fit:
     best_start, loss
         The winning start and its final loss (on fresh replicates).
     fitted
-        ``term, index, observed, observed_sd, model, model_sd`` at the best fit
-        (for rate terms ``observed_sd`` leaves out the counting noise, which the
-        loss takes at the model's rate: :class:`.Observations`).
+        ``experiment, term, index, observed, observed_sd, model, model_sd,
+        added_variance`` at the best fit (for rate terms ``observed_sd`` leaves out the
+        counting noise, which the loss takes at the model's rate: :class:`.Observations`;
+        ``added_variance`` is what the loss adds to ``observed_sd²``, :mod:`.loss`).
     settings
         The settings used; ``seconds`` the wall time.
     """
@@ -532,23 +534,27 @@ def recalibrate(observed: Observations | Sequence[Experiment], model: TissueMode
     notes = identifiability(names, cov, positive, jacobian)
 
     fitted_rows, sens_rows = [], []
-    for (exp, spf), k in zip(runs, fresh, strict=True):
+    for e, ((exp, spf), k) in enumerate(zip(runs, fresh, strict=True)):
         def means(v: jax.Array, exp: Experiment = exp, spf: int = spf,
                   k: jax.Array = k) -> dict[str, jax.Array]:
             return {t: jnp.mean(v_, axis=0) for t, v_ in
                     replicate_terms(v, k, exp, spf).items()}
 
         reps = replicate_terms(vector, k, exp, spf)
+        added = residual_variances(reps, exp.observed)
         jac = differentiate(means)(vector)
         for term, y in exp.observed.values.items():
             m = np.asarray(reps[term])
             for j in range(len(y)):
-                fitted_rows.append({"term": term, "index": j, "observed": float(y[j]),
+                fitted_rows.append({"experiment": e, "term": term, "index": j,
+                                    "observed": float(y[j]),
                                     "observed_sd": float(exp.observed.sd[term][j]),
                                     "model": float(m[:, j].mean()),
-                                    "model_sd": float(m[:, j].std())})
+                                    "model_sd": float(m[:, j].std()),
+                                    "added_variance": float(np.asarray(added[term])[j])})
                 for p, name in enumerate(names):
-                    sens_rows.append({"term": term, "index": j, "parameter": name,
+                    sens_rows.append({"experiment": e, "term": term, "index": j,
+                                      "parameter": name,
                                       "sensitivity": float(np.asarray(jac[term])[j, p])})
     best_params = constrain(combine(unravel(vector), frozen))
     return Fit(params=best_params, intervals=table,
