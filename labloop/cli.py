@@ -385,28 +385,43 @@ def calibrate(
         help="Confine the cells in an ellipsoid fitted to the observed positions "
              "(an eggshell).")] = False,
     seed: Annotated[int, typer.Option(help="Seed (same seed, same fit).")] = 0,
+    correct_observation: Annotated[bool, typer.Option(
+        help="Correct the fit for what filming, detection and tracking do to the "
+             "morphometrics: film the fitted tissue like this movie (3D) and take the "
+             "bias it shows off the observations.")] = False,
+    snr: Annotated[float | None, typer.Option(
+        help="SNR of that simulated filming (default: measured on the movie at the "
+             "detections).")] = None,
 ) -> None:
     """Recalibrate the tissue model to the store's lineage by gradients and predict."""
     from rich.progress import Progress
 
     from labloop.calibrate import CalibrateSettings
     from labloop.calibrate.store import SOURCES, WITHOUT_SOURCES, StoreSettings, calibrate_store
-    from labloop.io.store import TRACKS, open_experiment
+    from labloop.io.store import DETECTIONS, TRACKS, open_experiment
 
     experiment = open_experiment(store)
     if not experiment.has(TRACKS):  # before the progress bar, so the error is one line
         raise InputError("the store has no tracks yet; run `labloop track` first", store)
+    if correct_observation and not experiment.has(DETECTIONS):
+        raise InputError("correcting for the measuring chain needs the store's detections; "
+                         "run `labloop detect` first", store)
     has_sources = experiment.has(SOURCES)
     fit_settings = CalibrateSettings(
         free=CalibrateSettings().free if has_sources else WITHOUT_SOURCES,
         n_starts=starts, max_iterations=iterations, n_replicates=replicates, seed=seed)
-    settings = StoreSettings(fit=fit_settings, confine=confine, predict_frames=predict_frames)
+    settings = StoreSettings(fit=fit_settings, confine=confine, predict_frames=predict_frames,
+                             correct_observation=correct_observation, snr=snr)
     with Progress(console=console) as bar:
         task = bar.add_task("fitting the tissue model", total=starts * iterations)
         fit = calibrate_store(store, settings,
                               progress=lambda done, total: bar.update(task, completed=done,
                                                                       total=total))
     console.print(fit.summary())
+    if correct_observation:
+        snr_used = fit.extra["observation_correction"]["snr"]
+        console.print(f"corrected for filming, detection and tracking (simulated filming at "
+                      f"SNR {snr_used:.2f}; bias per morphometric in fit/observation_bias)")
 
 
 #: the steps of the full loop, in order

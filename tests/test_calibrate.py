@@ -438,12 +438,27 @@ def test_calibrate_store_writes_fit_and_prediction(tmp_path) -> None:
     early = truth.nodes.index[truth.nodes["t"] < 8]  # the first 8 frames keep the test short
     experiment.write_tracks(Lineage(truth.nodes.loc[early], truth.edges[
         truth.edges["target"].isin(early)], frame_interval_h=truth.frame_interval_h))
+    result = subprocess.run([sys.executable, "-m", "labloop", "calibrate", str(store),
+                             "--correct-observation"], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 2 and "needs the store's detections" in result.stderr
+    # the true nuclei stand for the detections: the store's SNR is measured at them
+    experiment.write_table("detections", truth.nodes.loc[early, ["t", "z", "y", "x"]],
+                           "detect", {})
     settings = StoreSettings(fit=CalibrateSettings(
         free=("division.max_rate_per_h",), n_starts=1, max_iterations=4, n_replicates=3),
-        predict_frames=4, n_predictions=2, tracker_samples=0)
+        predict_frames=4, n_predictions=2, tracker_samples=0, correct_observation=True)
     fit = calibrate_store(store, settings)
     parameters = experiment.read_table("fit/parameters")
     assert list(parameters["name"]) == ["division.max_rate_per_h"]
+    # the sample movie was rendered at SNR 6; its simulated filming repeats it
+    correction = experiment.record("fit/parameters")["params"]["observation_correction"]
+    assert correction["snr_measured"] and 5.4 < correction["snr"] < 6.6
+    assert correction["uncorrected"][0]["name"] == "division.max_rate_per_h"
+    bias = experiment.read_table("fit/observation_bias")
+    assert {"cell_growth_rate_per_h", "msd_excess_um2"} <= set(bias["term"])
+    assert np.isfinite(bias["bias"]).all()
+    assert fit.history["stage"].iloc[-1] == "linearised"
     assert experiment.record("fit/parameters")["params"]["identifiability"] == \
         fit.identifiability
     # λ_max was free: both rates of the division law moved with it, the fold change did not

@@ -11,6 +11,7 @@ import pytest
 from labloop.errors import InputError
 from labloop.synth import (
     SynthConfig,
+    measured_snr,
     render_movie,
     render_nuclei,
     restrict_to_fov,
@@ -287,6 +288,20 @@ def test_measured_snr_matches_knob(snr):
     expected_noise = config.gain_adu_per_photon * np.sqrt(
         config.background_photons + config.read_noise**2)
     assert noise == pytest.approx(expected_noise, rel=0.05)
+
+
+@pytest.mark.parametrize("snr", [2.0, 8.0])
+def test_snr_measured_at_the_centres_alone_reads_the_knob(snr):
+    config = SynthConfig(frames=6, shape=(16, 96, 96), n_cells=30, snr=snr, seed=4)
+    cells = simulate_cells(config, rng=11, include_margin=True)
+    image = render_movie(cells, (config.frames, *config.shape), config.voxel_size_um,
+                         config, rng=12)
+    nodes = restrict_to_fov(cells).nodes
+    centres = [_positions(nodes[nodes["t"] == t]) for t in range(config.frames)]
+    # no rendering-free mask here: the background is what lies 8 µm from every centre
+    assert measured_snr(image, centres, config.voxel_size_um) == pytest.approx(snr, rel=0.1)
+    with pytest.raises(InputError, match="too few nuclei"):
+        measured_snr(image[:1], [np.zeros((0, 3))], config.voxel_size_um)
 
 
 def test_centres_clearly_brighter_than_background_at_high_snr():

@@ -345,9 +345,11 @@ def corrected_for_observation(fit: Fit, experiments: Sequence[Experiment],
     Returns
     -------
     Fit
-        :func:`linearised_refit` of the corrected observations; ``extra`` holds the
-        :class:`ObservationBias` of each experiment under ``"observation_bias"``.
+        :func:`linearised_refit` of the corrected observations (``seconds`` includes
+        the fit's); ``extra`` holds the :class:`ObservationBias` of each experiment
+        under ``"observation_bias"``.
     """
+    started = time.perf_counter()
     films = list(film) if isinstance(film, Sequence) else [film] * len(experiments)
     if len(films) != len(experiments):
         raise InputError(f"{len(films)} films for {len(experiments)} experiments")
@@ -355,6 +357,7 @@ def corrected_for_observation(fit: Fit, experiments: Sequence[Experiment],
               for i, (exp, f) in enumerate(zip(experiments, films, strict=True))]
     refit = linearised_refit(fit, [b.correct(exp.observed)
                                    for b, exp in zip(biases, experiments, strict=True)])
+    refit.seconds = fit.seconds + time.perf_counter() - started
     refit.extra["observation_bias"] = biases
     return refit
 

@@ -10,6 +10,10 @@ Writes, atomically and with provenance:
                                  the Laplace replicates);
 ``labloop/fit/fitted``           observed versus fitted morphometric terms;
 ``labloop/fit/sensitivity``      ∂ morphometric / ∂ parameter;
+``labloop/fit/observation_bias`` with ``correct_observation``: what filming,
+                                 detection and tracking add to each morphometric
+                                 (:mod:`.observation`), taken off before the
+                                 parameters above were refitted;
 ``labloop/prediction``           simulated cells (positions in µm) over the observed
                                  frames and ``predict_frames`` beyond them;
 ``labloop/predicted_morphometrics``  their morphometrics (``labloop.measure`` format).
@@ -29,7 +33,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from labloop.calibrate.fit import CalibrateSettings, Fit, recalibrate, with_values
+from labloop.calibrate.fit import CalibrateSettings, Experiment, Fit, recalibrate, with_values
 from labloop.calibrate.initial import initial_from_lineage
 from labloop.calibrate.observations import Observations, motion_segments, observe
 from labloop.calibrate.predict import predict, predicted_morphometrics, prediction_table
@@ -43,6 +47,9 @@ FIT_PARAMETERS = "fit/parameters"
 FIT_HISTORY = "fit/history"
 FIT_FITTED = "fit/fitted"
 FIT_SENSITIVITY = "fit/sensitivity"
+FIT_OBSERVATION_BIAS = "fit/observation_bias"
+#: frames (evenly spaced) on which the store's SNR is measured
+SNR_FRAMES = 4
 
 #: parameters fitted when the store has no source cells
 WITHOUT_SOURCES = ("division.max_rate_per_h", "mechanics.motility_um2_per_h")
@@ -70,6 +77,15 @@ class StoreSettings:
     tracker_samples
         Lineages sampled by the tracker for the observed intervals (0: error
         probabilities only).
+    correct_observation
+        Correct the fit for what filming, detection and tracking do to the
+        morphometrics (:func:`.observation.corrected_for_observation`): the fitted
+        tissue is filmed like the store's movie (3D only; needs the detections).
+    snr
+        SNR of that simulated filming; ``None`` measures it on the store's movie at
+        the detections (:func:`labloop.synth.camera.measured_snr`).
+    nucleus_radius_scale
+        Nucleus radius of the simulated filming as a share of the model cell's.
     """
 
     fit: CalibrateSettings | None = None
@@ -79,6 +95,9 @@ class StoreSettings:
     predict_frames: int = 0
     n_predictions: int = 8
     tracker_samples: int = 10
+    correct_observation: bool = False
+    snr: float | None = None
+    nucleus_radius_scale: float = 0.65
 
 
 def model_for(lineage: Lineage, observed: Observations, settings: StoreSettings,
@@ -115,6 +134,36 @@ def starting_params(lineage: Lineage, observed: Observations,
     motility = max(excess / (2 * 3 * observed.frame_interval_h), 0.05)
     return with_values(params, **{"division.max_rate_per_h": 2.0 * growth,
                                   "mechanics.motility_um2_per_h": motility})
+
+
+def store_snr(experiment: Any) -> float:
+    """The SNR of a store's movie at its detections, on :data:`SNR_FRAMES` frames with
+    detections, evenly spaced."""
+    from labloop.synth.camera import measured_snr
+
+    image, detections = experiment.image, experiment.read_detections()
+    detected = np.unique(detections["t"].to_numpy(np.int64))
+    frames = detected[np.unique(np.linspace(0, len(detected) - 1,
+                                            SNR_FRAMES).round().astype(int))]
+    centres = [detections.loc[detections["t"] == t, ["z", "y", "x"]].to_numpy()
+               for t in frames]
+    return measured_snr([image.frame(int(t)) for t in frames], centres, image.voxel_size_um)
+
+
+def _corrected(fit: Fit, filmed: Experiment, model: TissueModel, experiment: Any,
+               settings: StoreSettings, seed: int) -> tuple[Fit, dict[str, Any]]:
+    """``fit`` corrected for the measuring chain, and what the store's record says of it."""
+    from labloop.calibrate.observation import Acquisition, corrected_for_observation
+
+    snr = settings.snr if settings.snr is not None else store_snr(experiment)
+    acquisition = Acquisition(tuple(experiment.image.voxel_size_um), snr,
+                              settings.nucleus_radius_scale,
+                              n_samples=max(settings.tracker_samples, 2))
+    corrected = corrected_for_observation(fit, [filmed], model, acquisition, seed=seed + 2)
+    return corrected, {"snr": snr, "snr_measured": settings.snr is None,
+                       "nucleus_radius_scale": settings.nucleus_radius_scale,
+                       "uncorrected": fit.intervals.to_dict("records"),
+                       "seconds": corrected.seconds - fit.seconds}
 
 
 def calibrate_store(path: str | Path, settings: StoreSettings | None = None, *,
@@ -159,7 +208,14 @@ def calibrate_store(path: str | Path, settings: StoreSettings | None = None, *,
         free=CalibrateSettings().free if sources is not None else WITHOUT_SOURCES)
     initial = initial_from_lineage(model, lineage, sources,
                                    n_genes=int(np.shape(start.gene.bias)[-1]))
+    if settings.correct_observation and (dim == 2 or not experiment.has(DETECTIONS)):
+        raise InputError("correcting for the measuring chain needs a 3D movie and its "
+                         "detections (run `labloop detect`)", path)
     fit = recalibrate(observed, model, start, initial, fit_settings, progress=progress)
+    correction: dict[str, Any] = {}
+    if settings.correct_observation:
+        fit, correction = _corrected(fit, Experiment(observed, initial), model, experiment,
+                                     settings, fit_settings.seed)
 
     spf = round(observed.frame_interval_h / model.dt_h)
     trajectory = predict(model, fit.params, initial,
@@ -170,7 +226,8 @@ def calibrate_store(path: str | Path, settings: StoreSettings | None = None, *,
         "loss": fit.loss, "best_start": fit.best_start, "seconds": fit.seconds,
         "identifiability": fit.identifiability, "observed_frames": observed.frames,
         "division_law": fit.derived().to_dict("records"),
-        "all_parameters": describe(fit.params).to_dict("records")}
+        "all_parameters": describe(fit.params).to_dict("records"),
+        "observation_correction": correction}
     import zarr
 
     zarr.open_group(str(experiment.result_path("fit")), mode="a", zarr_format=3)
@@ -178,6 +235,9 @@ def calibrate_store(path: str | Path, settings: StoreSettings | None = None, *,
     experiment.write_table(FIT_HISTORY, fit.history, "calibrate", {})
     experiment.write_table(FIT_FITTED, fit.fitted, "calibrate", {})
     experiment.write_table(FIT_SENSITIVITY, fit.sensitivity, "calibrate", {})
+    if settings.correct_observation:
+        experiment.write_table(FIT_OBSERVATION_BIAS,
+                               fit.extra["observation_bias"][0].table(), "calibrate", {})
     experiment.write_table(PREDICTION, prediction_table(trajectory), "calibrate",
                            {"observed_frames": observed.frames,
                             "predicted_frames": settings.predict_frames})
@@ -185,5 +245,5 @@ def calibrate_store(path: str | Path, settings: StoreSettings | None = None, *,
                            predicted_morphometrics(trajectory, observed.landmark_um),
                            "calibrate", {})
     fit.extra.update({"model": model, "initial": initial, "observed": observed,
-                      "trajectory": trajectory})
+                      "trajectory": trajectory, "observation_correction": correction})
     return fit

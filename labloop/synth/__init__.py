@@ -19,7 +19,7 @@ Examples
 (3, 8, 64, 64)
 """
 
-from labloop.synth.camera import noise_sigma_photons, photons_per_brightness
+from labloop.synth.camera import measured_snr, noise_sigma_photons, photons_per_brightness
 from labloop.synth.cells import restrict_to_fov, simulate_cells
 from labloop.synth.config import SynthConfig
 from labloop.synth.movie import SyntheticMovie, render_movie, simulate_movie
@@ -29,6 +29,7 @@ __all__ = [
     "SynthConfig",
     "SyntheticMovie",
     "centre_signal",
+    "measured_snr",
     "noise_sigma_photons",
     "photons_per_brightness",
     "render_movie",
