@@ -55,9 +55,9 @@ def test_observation_bias_counts_the_divisions_a_film_loses() -> None:
     experiment = Experiment(observed, initial_from_lineage(MODEL, lineage, sources,
                                                            n_genes=1))
     bias = observation_bias(params, experiment, MODEL, drop_one_daughter_per_division,
-                            seed=7)
+                            seed=7, n_tissues=1)
     profile = "division_rate_by_distance_per_h"
-    hours = np.nan_to_num(bias.true.exposure_h[profile])
+    hours = np.nan_to_num(bias.true[0].exposure_h[profile])
     # the simulated tissue's divisions whose mother was recorded the frame before
     truth_edges = to_lineage(simulate(MODEL, params, jax.random.key(7), experiment.initial,
                                       n_frames=6, steps_per_frame=2)).edges
@@ -68,10 +68,22 @@ def test_observation_bias_counts_the_divisions_a_film_loses() -> None:
     for term in ("cell_growth_rate_per_h", "radius_of_gyration_increase_um"):
         np.testing.assert_allclose(bias.values[term], 0.0, atol=1e-12)
     # correcting the filmed observations gives back the true ones
-    corrected = bias.correct(bias.measured)
-    np.testing.assert_allclose(corrected.values[profile], bias.true.values[profile],
+    corrected = bias.correct(bias.measured[0])
+    np.testing.assert_allclose(corrected.values[profile], bias.true[0].values[profile],
                                atol=1e-12)
     assert bias.table()["term"].nunique() == len(bias.values)
+    # over three tissues: the mean loss, with the tissues' spread as its standard error
+    three = observation_bias(params, experiment, MODEL, drop_one_daughter_per_division,
+                             seed=7, n_tissues=3)
+    per_tissue = np.stack([m.values[profile] - t.values[profile]
+                           for t, m in zip(three.true, three.measured, strict=True)])
+    np.testing.assert_allclose(per_tissue[0], np.where(np.isfinite(per_tissue[0]),
+                                                       bias.values[profile], np.nan))
+    seen = np.isfinite(per_tissue).all(axis=0)
+    assert seen.sum() >= 2
+    np.testing.assert_allclose(three.values[profile][seen], per_tissue[:, seen].mean(0))
+    np.testing.assert_allclose(three.sd[profile][seen],
+                               per_tissue[:, seen].std(0, ddof=1) / np.sqrt(3))
 
 
 def linear_fit(step_from: np.ndarray, sensitivity: np.ndarray, model: np.ndarray,
@@ -147,6 +159,10 @@ def test_acquisition_films_a_simulated_tissue_in_its_own_frame() -> None:
         Acquisition((2.0, 0.5), snr=6.0)
     with pytest.raises(InputError, match="snr"):
         Acquisition((2.0, 0.5, 0.5), snr=0.0)
+    with pytest.raises(InputError, match="n_tissues"):
+        observation_bias(params, Experiment(observe(lineage, None, n_draws=5),
+                                            initial_from_lineage(MODEL, lineage, n_genes=1)),
+                         MODEL, Acquisition((2.0, 0.5, 0.5), snr=6.0), n_tissues=0)
 
 
 def test_bias_is_zero_where_the_film_sees_everything() -> None:
@@ -155,7 +171,7 @@ def test_bias_is_zero_where_the_film_sees_everything() -> None:
     experiment = Experiment(observe(lineage, sources, n_draws=10),
                             initial_from_lineage(MODEL, lineage, sources, n_genes=1))
     bias = observation_bias(params, experiment, MODEL, lambda lin, seed: (lin, [lin, lin]),
-                            seed=3)
+                            seed=3, n_tissues=2)
     for term, values in bias.values.items():
         np.testing.assert_allclose(values, 0.0, atol=1e-12, err_msg=term)
         np.testing.assert_allclose(bias.sd[term], 0.0, atol=1e-12, err_msg=term)
