@@ -157,8 +157,7 @@ def _corrected(fit: Fit, filmed: Experiment, model: TissueModel, experiment: Any
 
     snr = settings.snr if settings.snr is not None else store_snr(experiment)
     acquisition = Acquisition(tuple(experiment.image.voxel_size_um), snr,
-                              settings.nucleus_radius_scale,
-                              n_samples=max(settings.tracker_samples, 2))
+                              settings.nucleus_radius_scale, n_samples=0)
     corrected = corrected_for_observation(fit, [filmed], model, acquisition, seed=seed + 2)
     return corrected, {"snr": snr, "snr_measured": settings.snr is None,
                        "nucleus_radius_scale": settings.nucleus_radius_scale,
