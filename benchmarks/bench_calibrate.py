@@ -253,5 +253,6 @@ def main() -> None:
                 print({k: v for k, v in rows[-1].items() if k != "notes"}, flush=True)
                 write_results(rows)
 
+
 if __name__ == "__main__":
     main()

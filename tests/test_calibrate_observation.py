@@ -22,21 +22,11 @@ from labloop.calibrate import (
 )
 from labloop.errors import InputError
 from labloop.lineage import Lineage
-from labloop.tissue import TissueModel, default_params, round_cluster, simulate, to_lineage
+from labloop.tissue import default_params, simulate, to_lineage
+from tests.test_calibrate import MODEL, simulated_lineage
 
-MODEL = TissueModel(capacity=64, dt_h=0.25, mechanics_substeps=2, neighbours="dense")
 MOTILITY = "mechanics.motility_um2_per_h"
 DECAY = "growth_factor.decay_length_um"
-
-
-def simulated(params, seed: int, frames: int, n_cells: int = 24):
-    init = round_cluster(MODEL, n_cells, n_sources=4, n_genes=1, key=jax.random.key(seed))
-    traj = simulate(MODEL, params, jax.random.key(seed), init, n_frames=frames,
-                    steps_per_frame=2)
-    lineage = to_lineage(traj)
-    nodes = lineage.nodes
-    sources = nodes.loc[(nodes["t"] == 0) & nodes["source"], ["z", "y", "x"]].to_numpy()
-    return lineage, sources
 
 
 def drop_one_daughter_per_division(lineage: Lineage, seed: int) -> tuple[Lineage, list]:
@@ -50,7 +40,7 @@ def drop_one_daughter_per_division(lineage: Lineage, seed: int) -> tuple[Lineage
 
 def test_observation_bias_counts_the_divisions_a_film_loses() -> None:
     params = with_values(default_params(1), **{"division.max_rate_per_h": 0.4})
-    lineage, sources = simulated(params, seed=1, frames=6)
+    lineage, sources = simulated_lineage(params, seed=1, frames=6)
     observed = observe(lineage, sources, n_draws=10)
     experiment = Experiment(observed, initial_from_lineage(MODEL, lineage, sources,
                                                            n_genes=1))
@@ -148,7 +138,7 @@ def test_linearised_refit_solves_the_weighted_least_squares_of_a_linear_model() 
 
 def test_acquisition_films_a_simulated_tissue_in_its_own_frame() -> None:
     params = with_values(default_params(1), **{"division.max_rate_per_h": 0.3})
-    lineage, _ = simulated(params, seed=0, frames=3)
+    lineage, _ = simulated_lineage(params, seed=0, frames=3)
     tracked, samples = Acquisition((2.0, 0.5, 0.5), snr=6.0, n_samples=2)(lineage, 0)
     assert len(samples) == 2 and tracked.frame_interval_h == lineage.frame_interval_h
     for t, nuclei in lineage.nodes.groupby("t"):
@@ -167,7 +157,7 @@ def test_acquisition_films_a_simulated_tissue_in_its_own_frame() -> None:
 
 def test_bias_is_zero_where_the_film_sees_everything() -> None:
     params = with_values(default_params(1), **{"division.max_rate_per_h": 0.3})
-    lineage, sources = simulated(params, seed=2, frames=4)
+    lineage, sources = simulated_lineage(params, seed=2, frames=4)
     experiment = Experiment(observe(lineage, sources, n_draws=10),
                             initial_from_lineage(MODEL, lineage, sources, n_genes=1))
     bias = observation_bias(params, experiment, MODEL, lambda lin, seed: (lin, [lin, lin]),

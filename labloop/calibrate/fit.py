@@ -259,6 +259,17 @@ def _leaf_names(params: TissueParams, mask: TissueParams) -> tuple[list[str], li
     return names, positive, units
 
 
+def free_vector(params: TissueParams, mask: TissueParams
+                ) -> tuple[jax.Array, Callable[[jax.Array], Any], Any]:
+    """The free leaves of ``params`` (``mask``) in optimiser space as one vector, the map
+    back to their tree, and the frozen rest: ``constrain(combine(unravel(v), frozen))``
+    rebuilds the parameters."""
+    raw = jax.tree_util.tree_map(lambda x: jnp.asarray(np.asarray(x)), unconstrain(params))
+    free, frozen = partition(raw, mask)
+    vector, unravel = ravel_pytree(free)
+    return vector, unravel, frozen
+
+
 def secant_jacobian(function: Callable[[jax.Array], Any],
                     step: float) -> Callable[[jax.Array], Any]:
     """``x ↦ ∂f/∂x`` by central differences ``(f(x + h eᵢ) − f(x − h eᵢ)) / 2h``; ``f`` maps
@@ -396,9 +407,7 @@ def recalibrate(observed: Observations | Sequence[Experiment], model: TissueMode
     import optax
 
     mask = trainable_mask(params, settings.free)
-    raw0 = jax.tree_util.tree_map(lambda x: jnp.asarray(np.asarray(x)), unconstrain(params))
-    free0, frozen = partition(raw0, mask)
-    vector0, unravel = ravel_pytree(free0)
+    vector0, unravel, frozen = free_vector(params, mask)
     names, positive, units = _leaf_names(params, mask)
 
     runs = [(exp, steps_per_frame(model, exp.observed.frame_interval_h)) for exp in experiments]

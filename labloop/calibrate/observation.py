@@ -44,9 +44,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
-from jax.flatten_util import ravel_pytree
 
-from labloop.calibrate.fit import Experiment, Fit, steps_per_frame
+from labloop.calibrate.fit import Experiment, Fit, free_vector, steps_per_frame
 from labloop.calibrate.observations import Observations, observe
 from labloop.calibrate.uncertainty import covariance_from_jacobian, identifiability, intervals
 from labloop.errors import InputError
@@ -56,11 +55,9 @@ from labloop.tissue import (
     TissueParams,
     combine,
     constrain,
-    partition,
     simulate_replicates,
     to_lineage,
     trainable_mask,
-    unconstrain,
 )
 
 #: ``film(true_lineage, seed) -> (tracked, sampled lineages)``: how a simulated tissue is
@@ -269,16 +266,6 @@ def observation_bias(params: TissueParams, experiment: Experiment, model: Tissue
     return ObservationBias(values, sd, true, measured)
 
 
-def _free_vector(params: TissueParams, free: Sequence[str]):
-    """The free parameters in optimiser space as a vector, and the way back."""
-    mask = trainable_mask(params, tuple(free))
-    raw = jax.tree_util.tree_map(lambda x: jnp.asarray(np.asarray(x)), unconstrain(params))
-    free_part, frozen = partition(raw, mask)
-    vector, unravel = ravel_pytree(free_part)
-    return (np.asarray(vector, np.float64),
-            lambda v: constrain(combine(unravel(jnp.asarray(v, vector.dtype)), frozen)))
-
-
 def linearised_refit(fit: Fit, observed: Sequence[Observations]) -> Fit:
     """Refit ``fit`` to new observations by one Gauss–Newton step, sensitivities held.
 
@@ -335,8 +322,9 @@ def linearised_refit(fit: Fit, observed: Sequence[Observations]) -> Fit:
     jacobian[~ok], residuals[~ok] = 0.0, 0.0
     covariance = covariance_from_jacobian(jacobian)
     step = -covariance @ (jacobian.T @ residuals)
-    raw, back = _free_vector(fit.params, fit.settings.free)
-    raw = raw + step
+    vector, unravel, frozen = free_vector(fit.params,
+                                          trainable_mask(fit.params, fit.settings.free))
+    raw = np.asarray(vector, np.float64) + step
     positive = list(fit.intervals["positive"])
     table = intervals(names, raw, covariance, positive, list(fit.intervals["unit"]))
     predicted = residuals + jacobian @ step
@@ -346,7 +334,8 @@ def linearised_refit(fit: Fit, observed: Sequence[Observations]) -> Fit:
     history = pd.concat([fit.history, pd.DataFrame([{
         "start": fit.best_start, "iteration": int(fit.history["iteration"].max()) + 1,
         "loss": loss, "stage": "linearised"}])], ignore_index=True)
-    return Fit(params=back(raw), intervals=table,
+    params = constrain(combine(unravel(jnp.asarray(raw, vector.dtype)), frozen))
+    return Fit(params=params, intervals=table,
                covariance=pd.DataFrame(covariance, index=names, columns=names),
                sensitivity=fit.sensitivity, identifiability=identifiability(
                    names, covariance, positive, jacobian),

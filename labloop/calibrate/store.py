@@ -32,12 +32,14 @@ from typing import Any
 
 import jax
 import numpy as np
+import pandas as pd
 
 from labloop.calibrate.fit import CalibrateSettings, Experiment, Fit, recalibrate, with_values
 from labloop.calibrate.initial import initial_from_lineage
 from labloop.calibrate.observations import Observations, motion_segments, observe
 from labloop.calibrate.predict import predict, predicted_morphometrics, prediction_table
 from labloop.errors import InputError
+from labloop.io.images import Image
 from labloop.io.store import PREDICTED_MORPHOMETRICS, PREDICTION
 from labloop.lineage import Lineage
 from labloop.tissue import Ellipsoid, TissueModel, TissueParams, default_params, describe
@@ -136,12 +138,11 @@ def starting_params(lineage: Lineage, observed: Observations,
                                   "mechanics.motility_um2_per_h": motility})
 
 
-def store_snr(experiment: Any) -> float:
+def store_snr(image: Image, detections: pd.DataFrame) -> float:
     """The SNR of a store's movie at its detections, on :data:`SNR_FRAMES` frames with
     detections, evenly spaced."""
     from labloop.synth.camera import measured_snr
 
-    image, detections = experiment.image, experiment.read_detections()
     detected = np.unique(detections["t"].to_numpy(np.int64))
     frames = detected[np.unique(np.linspace(0, len(detected) - 1,
                                             SNR_FRAMES).round().astype(int))]
@@ -150,13 +151,14 @@ def store_snr(experiment: Any) -> float:
     return measured_snr([image.frame(int(t)) for t in frames], centres, image.voxel_size_um)
 
 
-def _corrected(fit: Fit, filmed: Experiment, model: TissueModel, experiment: Any,
-               settings: StoreSettings, seed: int) -> tuple[Fit, dict[str, Any]]:
+def _corrected(fit: Fit, filmed: Experiment, model: TissueModel, image: Image,
+               detections: pd.DataFrame, settings: StoreSettings,
+               seed: int) -> tuple[Fit, dict[str, Any]]:
     """``fit`` corrected for the measuring chain, and what the store's record says of it."""
     from labloop.calibrate.observation import Acquisition, corrected_for_observation
 
-    snr = settings.snr if settings.snr is not None else store_snr(experiment)
-    acquisition = Acquisition(tuple(experiment.image.voxel_size_um), snr,
+    snr = settings.snr if settings.snr is not None else store_snr(image, detections)
+    acquisition = Acquisition(tuple(image.voxel_size_um), snr,
                               settings.nucleus_radius_scale, n_samples=0)
     corrected = corrected_for_observation(fit, [filmed], model, acquisition, seed=seed + 2)
     return corrected, {"snr": snr, "snr_measured": settings.snr is None,
@@ -189,17 +191,21 @@ def calibrate_store(path: str | Path, settings: StoreSettings | None = None, *,
         raise InputError("the store has no tracks yet; run `labloop track` first", path)
     lineage = experiment.read_lineage(TRACKS)
     image = experiment.image
+    dim = 2 if image.shape[1] == 1 else 3
+    if settings.correct_observation and (dim == 2 or not experiment.has(DETECTIONS)):
+        raise InputError("correcting for the measuring chain needs a 3D movie and its "
+                         "detections (run `labloop detect`)", path)
     sources = (experiment.read_table(SOURCES)[["z", "y", "x"]].to_numpy()
                if experiment.has(SOURCES) else None)
+    detections = experiment.read_detections() if experiment.has(DETECTIONS) else None
     samples = None
-    if settings.tracker_samples > 0 and experiment.has(DETECTIONS):
+    if settings.tracker_samples > 0 and detections is not None:
         from labloop.track import sample_lineages
 
-        samples = sample_lineages(experiment.read_detections(), settings.tracker_samples,
+        samples = sample_lineages(detections, settings.tracker_samples,
                                   seed=0, frame_interval_h=image.frame_interval_h,
                                   image_shape_um=image.extent_um)
     observed = observe(lineage, sources, samples=samples)
-    dim = 2 if image.shape[1] == 1 else 3
     model = model_for(lineage, observed, settings, dim)
     confinement = ellipsoid_around(lineage) if settings.confine else None
     start = params or starting_params(lineage, observed, confinement)
@@ -207,14 +213,11 @@ def calibrate_store(path: str | Path, settings: StoreSettings | None = None, *,
         free=CalibrateSettings().free if sources is not None else WITHOUT_SOURCES)
     initial = initial_from_lineage(model, lineage, sources,
                                    n_genes=int(np.shape(start.gene.bias)[-1]))
-    if settings.correct_observation and (dim == 2 or not experiment.has(DETECTIONS)):
-        raise InputError("correcting for the measuring chain needs a 3D movie and its "
-                         "detections (run `labloop detect`)", path)
     fit = recalibrate(observed, model, start, initial, fit_settings, progress=progress)
     correction: dict[str, Any] = {}
     if settings.correct_observation:
-        fit, correction = _corrected(fit, Experiment(observed, initial), model, experiment,
-                                     settings, fit_settings.seed)
+        fit, correction = _corrected(fit, Experiment(observed, initial), model, image,
+                                     detections, settings, fit_settings.seed)
 
     spf = round(observed.frame_interval_h / model.dt_h)
     trajectory = predict(model, fit.params, initial,

@@ -21,6 +21,7 @@ import numpy as np
 
 from labloop.errors import InputError
 from labloop.synth.config import UINT16_MAX, SynthConfig
+from labloop.synth.geometry import nearest_voxel
 
 
 def noise_sigma_photons(config: SynthConfig) -> float:
@@ -144,8 +145,7 @@ def measured_snr(frames: Sequence[np.ndarray], centres_um: Sequence[np.ndarray],
         frame = np.asarray(frame, dtype=np.float64)
         if len(centres) == 0:
             continue
-        index = np.clip(np.round(np.asarray(centres) / voxel).astype(int), 0,
-                        np.asarray(frame.shape) - 1)
+        index = np.clip(nearest_voxel(centres, voxel), 0, np.asarray(frame.shape) - 1)
         seeds = np.zeros(frame.shape, dtype=bool)
         seeds[tuple(index.T)] = True
         far = ndimage.distance_transform_edt(~seeds, sampling=voxel) > exclusion_um
