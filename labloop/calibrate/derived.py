@@ -24,17 +24,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
-from jax.flatten_util import ravel_pytree
 
 from labloop.errors import InputError
-from labloop.tissue import (
-    TissueParams,
-    combine,
-    constrain,
-    partition,
-    trainable_mask,
-    unconstrain,
-)
+from labloop.tissue import TissueParams, combine, constrain, free_vector, trainable_mask
 from labloop.tissue.gene_network import division_rate, gene_rate
 
 #: a derivative (per unit of a raw parameter) below this is rounding, not dependence
@@ -121,9 +113,7 @@ def derived_intervals(params: TissueParams, covariance: pd.DataFrame,
         free parameter moves has a zero-width interval and ``depends_on_free``
         False (it was fixed, not measured).
     """
-    mask = trainable_mask(params, free)
-    free_raw, frozen = partition(unconstrain(params), mask)
-    vector, unravel = ravel_pytree(free_raw)
+    vector, unravel, frozen = free_vector(params, trainable_mask(params, free))
     cov = covariance.to_numpy()
     if cov.shape != (vector.size, vector.size):
         raise InputError(f"the covariance is {cov.shape[0]}×{cov.shape[1]} but the free "

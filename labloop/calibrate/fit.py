@@ -28,7 +28,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
-from jax.flatten_util import ravel_pytree
 
 from labloop.calibrate.derived import DIVISION_LAW, Derived, derived_intervals
 from labloop.calibrate.loss import (
@@ -54,11 +53,10 @@ from labloop.tissue import (
     combine,
     constrain,
     describe,
+    free_vector,
     parameter_names,
-    partition,
     simulate_replicates,
     trainable_mask,
-    unconstrain,
 )
 
 #: the parameters a fit frees by default: proliferation, its control by the growth
@@ -257,17 +255,6 @@ def _leaf_names(params: TissueParams, mask: TissueParams) -> tuple[list[str], li
             positive.append(bool(row["positive"]))
             units.append(str(row["unit"]))
     return names, positive, units
-
-
-def free_vector(params: TissueParams, mask: TissueParams
-                ) -> tuple[jax.Array, Callable[[jax.Array], Any], Any]:
-    """The free leaves of ``params`` (``mask``) in optimiser space as one vector, the map
-    back to their tree, and the frozen rest: ``constrain(combine(unravel(v), frozen))``
-    rebuilds the parameters."""
-    raw = jax.tree_util.tree_map(lambda x: jnp.asarray(np.asarray(x)), unconstrain(params))
-    free, frozen = partition(raw, mask)
-    vector, unravel = ravel_pytree(free)
-    return vector, unravel, frozen
 
 
 def secant_jacobian(function: Callable[[jax.Array], Any],

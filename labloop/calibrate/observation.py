@@ -45,7 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from labloop.calibrate.fit import Experiment, Fit, free_vector, steps_per_frame
+from labloop.calibrate.fit import Experiment, Fit, steps_per_frame
 from labloop.calibrate.observations import Observations, observe
 from labloop.calibrate.uncertainty import covariance_from_jacobian, identifiability, intervals
 from labloop.errors import InputError
@@ -55,6 +55,7 @@ from labloop.tissue import (
     TissueParams,
     combine,
     constrain,
+    free_vector,
     simulate_replicates,
     to_lineage,
     trainable_mask,

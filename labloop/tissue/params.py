@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
+from jax.flatten_util import ravel_pytree
 
 from labloop.errors import InputError
 
@@ -235,6 +236,17 @@ def combine(free: TissueParams, frozen: TissueParams) -> TissueParams:
     """Inverse of :func:`partition`."""
     return jax.tree_util.tree_map(lambda a, b: b if a is None else a, free, frozen,
                                   is_leaf=lambda x: x is None)
+
+
+def free_vector(params: TissueParams, mask: TissueParams
+                ) -> tuple[jax.Array, Callable[[jax.Array], TissueParams], TissueParams]:
+    """The free leaves of ``params`` (``mask``) in optimiser space as one vector, the map
+    back to their tree, and the frozen rest: ``constrain(combine(unravel(v), frozen))``
+    rebuilds the parameters."""
+    raw = jax.tree_util.tree_map(lambda x: jnp.asarray(np.asarray(x)), unconstrain(params))
+    free, frozen = partition(raw, mask)
+    vector, unravel = ravel_pytree(free)
+    return vector, unravel, frozen
 
 
 def freeze(optimizer: Any, mask: TissueParams) -> Any:
