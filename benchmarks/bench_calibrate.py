@@ -19,15 +19,17 @@ sampled lineages for the intervals) and measured; ``recalibrate`` fits λ_max,
 the read-out weight, the decay length and the motility from a start away from
 the truth. The division law is scored as the movie pins it down
 (:data:`labloop.calibrate.DIVISION_LAW`): the rate without growth factor and its
-fold change at unit growth factor, with delta-method intervals. The same fit
+fold change at unit growth factor, with intervals from quantiles over draws of
+the Laplace Gaussian. The same fit
 on the true lineages shows what tracking error costs. Each tracked fit is then
 corrected for the measuring chain (``labloop.calibrate.corrected_for_observation``):
 the fitted tissue is simulated from the filmed initial state, filmed alike
 (same voxels, SNR and nucleus size), detected, tracked and measured, and the
 bias it shows against its own lineage (mean of 4 simulated tissues per
-movie, with their standard error) is taken off the observations before a
-linearised refit (row ``tracked+corrected``; the simulated tissues have seeds of
-their own, from 5000 + 100 · seed).
+movie) is taken off the observations, their standard deviations widened by the
+mean's standard error and the tissues' spread, before a linearised refit (row
+``tracked+corrected``; the simulated tissues have seeds of their own, from
+5000 + 100 · seed).
 """
 
 from __future__ import annotations
@@ -142,7 +144,8 @@ def bias_summary(fit) -> dict:
     """Per movie and term: the simulated tissue's mean true value and the mean bias."""
     out = {}
     for name, bias in zip(MOVIES, fit.extra["observation_bias"], strict=True):
-        table = bias.table().groupby("term")[["true", "measured", "bias", "bias_sd"]].mean()
+        table = bias.table().groupby("term")[["true", "measured", "bias", "bias_sd",
+                                               "bias_spread"]].mean()
         out[name] = table.round(5).to_dict(orient="index")
     return out
 

@@ -72,8 +72,14 @@ def test_observation_bias_counts_the_divisions_a_film_loses() -> None:
     seen = np.isfinite(per_tissue).all(axis=0)
     assert seen.sum() >= 2
     np.testing.assert_allclose(three.values[profile][seen], per_tissue[:, seen].mean(0))
-    np.testing.assert_allclose(three.sd[profile][seen],
-                               per_tissue[:, seen].std(0, ddof=1) / np.sqrt(3))
+    np.testing.assert_allclose(three.spread[profile][seen],
+                               per_tissue[:, seen].std(0, ddof=1))
+    np.testing.assert_allclose(three.sd[profile][seen], three.spread[profile][seen] / np.sqrt(3))
+    # the corrected sd holds the observed one, the mean's standard error and the spread
+    widened = three.correct(observed).sd[profile]
+    np.testing.assert_allclose(widened[seen], np.sqrt(
+        observed.sd[profile][seen]**2 + 4 / 3 * three.spread[profile][seen]**2))
+    assert not bias.spread[profile].any()  # one tissue: no spread to measure
 
 
 def linear_fit(step_from: np.ndarray, sensitivity: np.ndarray, model: np.ndarray,
@@ -165,5 +171,6 @@ def test_bias_is_zero_where_the_film_sees_everything() -> None:
     for term, values in bias.values.items():
         np.testing.assert_allclose(values, 0.0, atol=1e-12, err_msg=term)
         np.testing.assert_allclose(bias.sd[term], 0.0, atol=1e-12, err_msg=term)
+        np.testing.assert_allclose(bias.spread[term], 0.0, atol=1e-12, err_msg=term)
     table = bias.table()
     assert isinstance(table, pd.DataFrame) and (table["bias"] == 0).all()
