@@ -126,7 +126,9 @@ def score(name: str, seed: int, fit, truth_params) -> dict:
     """A table row: fitted parameters and the division law against the truth."""
     row = {"seed": seed, "lineage": name, "seconds": round(fit.seconds, 1),
            "loss": round(fit.loss, 3), "iterations": len(fit.history),
-           "notes": fit.identifiability}
+           "notes": fit.identifiability,
+           # with the fitted values, enough to recompute derived intervals without a refit
+           "covariance_raw": fit.covariance.round(10).to_dict(orient="split")}
     table = pd.concat([fit.intervals, fit.derived(DIVISION_LAW)], ignore_index=True)
     for r in table.itertuples():
         truth = truth_of(r.name, truth_params)
@@ -138,6 +140,11 @@ def score(name: str, seed: int, fit, truth_params) -> dict:
         row[f"{key}_rel_error"] = round(abs(float(r.value) - truth) / abs(truth), 3)
         row[f"{key}_covered"] = bool(r.lower <= truth <= r.upper)
     return row
+
+
+def brief(row: dict) -> dict:
+    """A row without its notes and covariance, to print."""
+    return {k: v for k, v in row.items() if k not in ("notes", "covariance_raw")}
 
 
 def bias_summary(fit) -> dict:
@@ -242,7 +249,7 @@ def main() -> None:
             experiments = experiments_of(movies)
             fit = fit_of(kind, seed, experiments, start_params)
             rows.append(score(kind, seed, fit, truth_params))
-            print({k: v for k, v in rows[-1].items() if k != "notes"}, flush=True)
+            print(brief(rows[-1]), flush=True)
             write_results(rows)
             if kind == "tracked":
                 # four simulated tissues per movie give the bias and its standard error;
@@ -253,7 +260,7 @@ def main() -> None:
                 rows.append(score("tracked+corrected", seed, corrected, truth_params)
                             | {"correction_seconds": round(corrected.seconds - fit.seconds, 1),
                                "bias": bias_summary(corrected)})
-                print({k: v for k, v in rows[-1].items() if k != "notes"}, flush=True)
+                print(brief(rows[-1]), flush=True)
                 write_results(rows)
 
 
