@@ -28,10 +28,11 @@ the tissues' biases itself — the real movie's measuring error is one draw of
 what the simulated tissues spread over, and the observed standard deviation
 does not hold it (the tracker's sampled lineages share one set of detections,
 so a nucleus the detector missed is missing from all of them). On the
-benchmark's films one tissue's per-frame growth rates were off by 0.021–0.027/h
-(standard deviation over tissues: missed nuclei come and go from frame to
-frame), against an observed standard deviation of 0.007–0.010/h; left out,
-those entries pull the fit as if they were exact. The spread
+benchmark's films one tissue's per-frame growth rates were off by a median
+0.022/h (standard deviation over tissues: missed nuclei come and go from frame
+to frame), against an observed standard deviation of 0.007–0.009/h, 0.026–0.045/h
+with the counting noise the loss adds; left out, it would weight those entries
+up to twice too heavily. The spread
 of the tracker's own ambiguity is then counted twice, which errs on the wide
 side. The bias is evaluated at the
 fitted parameters, not the true ones; it enters additively, so a first fit
