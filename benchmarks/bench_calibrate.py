@@ -20,8 +20,8 @@ the read-out weight, the decay length and the motility from a start away from
 the truth. The division law is scored as the movie pins it down
 (:data:`labloop.calibrate.DIVISION_LAW`): the rate without growth factor and its
 fold change at unit growth factor, with intervals from quantiles over draws of
-the Laplace Gaussian. The same fit
-on the true lineages shows what tracking error costs. Each tracked fit is then
+the Laplace Gaussian. The same fit on the true lineages shows what tracking
+error costs. Each tracked fit is then
 corrected for the measuring chain (``labloop.calibrate.corrected_for_observation``):
 the fitted tissue is simulated from the filmed initial state, filmed alike
 (same voxels, SNR and nucleus size), detected, tracked and measured, and the
@@ -252,8 +252,8 @@ def main() -> None:
             print(brief(rows[-1]), flush=True)
             write_results(rows)
             if kind == "tracked":
-                # four simulated tissues per movie give the bias and its standard error;
-                # the tracker's samples are not needed for it
+                # four simulated tissues per movie give the bias, its standard error and
+                # spread; the tracker's samples are not needed for it
                 corrected = corrected_for_observation(
                     fit, experiments, MODEL, replace(ACQUISITION, n_samples=0),
                     seed=CORRECTION_SEED + 100 * seed, n_tissues=4)

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from labloop.errors import InputError
-from labloop.tissue import TissueParams, combine, constrain, free_vector, trainable_mask
+from labloop.tissue import TissueParams, free_vector, trainable_mask
 from labloop.tissue.gene_network import division_rate, gene_rate
 
 #: a derivative (per unit of a raw parameter) below this is rounding, not dependence
@@ -113,7 +113,7 @@ def derived_intervals(params: TissueParams, covariance: pd.DataFrame,
         free parameter moves has a zero-width interval and ``depends_on_free``
         False (it was fixed, not measured).
     """
-    vector, unravel, frozen = free_vector(params, trainable_mask(params, free))
+    vector, to_params = free_vector(params, trainable_mask(params, free))
     cov = covariance.to_numpy()
     if cov.shape != (vector.size, vector.size):
         raise InputError(f"the covariance is {cov.shape[0]}×{cov.shape[1]} but the free "
@@ -126,7 +126,7 @@ def derived_intervals(params: TissueParams, covariance: pd.DataFrame,
     rows = []
     for name, quantity in quantities.items():
         def of_vector(v: jax.Array, q: Derived = quantity) -> jax.Array:
-            return q.function(constrain(combine(unravel(v), frozen)))
+            return q.function(to_params(v))
 
         value, gradient = jax.value_and_grad(of_vector)(vector)
         lower, upper = np.quantile(np.asarray(jax.jit(jax.vmap(of_vector))(draws)),

@@ -50,8 +50,6 @@ from labloop.tissue import (
     TissueParams,
     TissueState,
     Trajectory,
-    combine,
-    constrain,
     describe,
     free_vector,
     parameter_names,
@@ -394,14 +392,14 @@ def recalibrate(observed: Observations | Sequence[Experiment], model: TissueMode
     import optax
 
     mask = trainable_mask(params, settings.free)
-    vector0, unravel, frozen = free_vector(params, mask)
+    vector0, to_params = free_vector(params, mask)
     names, positive, units = _leaf_names(params, mask)
 
     runs = [(exp, steps_per_frame(model, exp.observed.frame_interval_h)) for exp in experiments]
 
     def replicate_terms(vector: jax.Array, keys: jax.Array,
                         exp: Experiment, spf: int) -> dict[str, jax.Array]:
-        p = constrain(combine(unravel(vector), frozen))
+        p = to_params(vector)
         traj = simulate_replicates(model, p, keys, exp.initial,
                                    n_frames=exp.observed.frames - 1, steps_per_frame=spf)
         landmark = (None if exp.observed.landmark_um is None
@@ -552,7 +550,7 @@ def recalibrate(observed: Observations | Sequence[Experiment], model: TissueMode
                     sens_rows.append({"experiment": e, "term": term, "index": j,
                                       "parameter": name,
                                       "sensitivity": float(np.asarray(jac[term])[j, p])})
-    best_params = constrain(combine(unravel(vector), frozen))
+    best_params = to_params(vector)
     return Fit(params=best_params, intervals=table,
                covariance=pd.DataFrame(cov, index=names, columns=names),
                sensitivity=pd.DataFrame(sens_rows), identifiability=notes,

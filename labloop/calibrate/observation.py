@@ -65,8 +65,6 @@ from labloop.lineage import Lineage
 from labloop.tissue import (
     TissueModel,
     TissueParams,
-    combine,
-    constrain,
     free_vector,
     simulate_replicates,
     to_lineage,
@@ -343,8 +341,7 @@ def linearised_refit(fit: Fit, observed: Sequence[Observations]) -> Fit:
     jacobian[~ok], residuals[~ok] = 0.0, 0.0
     covariance = covariance_from_jacobian(jacobian)
     step = -covariance @ (jacobian.T @ residuals)
-    vector, unravel, frozen = free_vector(fit.params,
-                                          trainable_mask(fit.params, fit.settings.free))
+    vector, to_params = free_vector(fit.params, trainable_mask(fit.params, fit.settings.free))
     raw = np.asarray(vector, np.float64) + step
     positive = list(fit.intervals["positive"])
     table = intervals(names, raw, covariance, positive, list(fit.intervals["unit"]))
@@ -355,7 +352,7 @@ def linearised_refit(fit: Fit, observed: Sequence[Observations]) -> Fit:
     history = pd.concat([fit.history, pd.DataFrame([{
         "start": fit.best_start, "iteration": int(fit.history["iteration"].max()) + 1,
         "loss": loss, "stage": "linearised"}])], ignore_index=True)
-    params = constrain(combine(unravel(jnp.asarray(raw, vector.dtype)), frozen))
+    params = to_params(jnp.asarray(raw, vector.dtype))
     return Fit(params=params, intervals=table,
                covariance=pd.DataFrame(covariance, index=names, columns=names),
                sensitivity=fit.sensitivity, identifiability=identifiability(

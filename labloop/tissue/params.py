@@ -239,14 +239,18 @@ def combine(free: TissueParams, frozen: TissueParams) -> TissueParams:
 
 
 def free_vector(params: TissueParams, mask: TissueParams
-                ) -> tuple[jax.Array, Callable[[jax.Array], TissueParams], TissueParams]:
-    """The free leaves of ``params`` (``mask``) in optimiser space as one vector, the map
-    back to their tree, and the frozen rest: ``constrain(combine(unravel(v), frozen))``
-    rebuilds the parameters."""
+                ) -> tuple[jax.Array, Callable[[jax.Array], TissueParams]]:
+    """The free leaves of ``params`` (``mask``) in optimiser space as one vector, and the
+    map from such a vector back to the whole parameters (frozen leaves as in ``params``;
+    differentiable, so it can sit inside a loss)."""
     raw = jax.tree_util.tree_map(lambda x: jnp.asarray(np.asarray(x)), unconstrain(params))
     free, frozen = partition(raw, mask)
     vector, unravel = ravel_pytree(free)
-    return vector, unravel, frozen
+
+    def to_params(v: jax.Array) -> TissueParams:
+        return constrain(combine(unravel(v), frozen))
+
+    return vector, to_params
 
 
 def freeze(optimizer: Any, mask: TissueParams) -> Any:
