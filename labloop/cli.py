@@ -381,6 +381,10 @@ def calibrate(
     iterations: Annotated[int, typer.Option(help="Most optimisation steps per start.")]
     = 150,
     replicates: Annotated[int, typer.Option(help="Model replicates per evaluation.")] = 8,
+    keep_minima: Annotated[float, typer.Option(
+        help="Keep every start whose loss ends within this margin of the best one's as "
+             "an alternative minimum, each with its own Laplace approximation; the "
+             "intervals then cover all of them (0: the best start only).", min=0.0)] = 0.0,
     confine: Annotated[bool, typer.Option(
         help="Confine the cells in an ellipsoid fitted to the observed positions "
              "(an eggshell).")] = False,
@@ -409,7 +413,8 @@ def calibrate(
     has_sources = experiment.has(SOURCES)
     fit_settings = CalibrateSettings(
         free=CalibrateSettings().free if has_sources else WITHOUT_SOURCES,
-        n_starts=starts, max_iterations=iterations, n_replicates=replicates, seed=seed)
+        n_starts=starts, max_iterations=iterations, n_replicates=replicates, seed=seed,
+        mode_loss_margin=keep_minima)
     settings = StoreSettings(fit=fit_settings, confine=confine, predict_frames=predict_frames,
                              correct_observation=correct_observation, snr=snr)
     with Progress(console=console) as bar:

@@ -159,11 +159,31 @@ def test_recalibrate_is_deterministic_for_a_seed() -> None:
     lineage, sources = simulated_lineage(params, frames=4)
     observed = observe(lineage, sources, n_draws=10)
     initial = initial_from_lineage(MODEL, lineage, sources, n_genes=1)
-    settings = CalibrateSettings(n_starts=2, max_iterations=3, n_replicates=3)
+    # a chosen second start far from the first (and a random third); without a polish
+    # (which in one dimension takes every start to the same minimum) three Adam steps leave
+    # them apart, and distinct ones are kept
+    settings = CalibrateSettings(free=("division.max_rate_per_h",), n_starts=3,
+                                 starts=({"division.max_rate_per_h": 2.0},),
+                                 mode_loss_margin=1e9, max_iterations=3, n_replicates=3,
+                                 polish_iterations=0, laplace_replicates=8)
     a = recalibrate(observed, MODEL, params, initial, settings)
     b = recalibrate(observed, MODEL, params, initial, settings)
     pd.testing.assert_frame_equal(a.history, b.history)
     pd.testing.assert_frame_equal(a.intervals, b.intervals)
+    first_rates = a.history.query("stage == 'adam' and iteration == 0").set_index("start")
+    assert first_rates.loc[1, "loss"] != first_rates.loc[0, "loss"]
+    # every minimum is a fit of its own, ordered by loss, with weights summing to one
+    losses = [m.loss for m in a.modes]
+    assert losses == sorted(losses) and len(a.modes) >= 2
+    assert a.mode_weights().sum() == pytest.approx(1.0)
+    rates = [float(m.params.division.max_rate_per_h) for m in a.modes]
+    assert max(rates) > 3 * min(rates)
+    # the mixture's interval spans every minimum that has weight
+    row = a.intervals.iloc[0]
+    weighty = [r for r, w in zip(rates, a.mode_weights(), strict=True) if w > 0.1]
+    assert row["lower"] <= min(weighty) and max(weighty) <= row["upper"]
+    with pytest.raises(InputError, match="must count the given parameters"):
+        CalibrateSettings(n_starts=1, starts=({"division.max_rate_per_h": 0.6},))
 
 
 DIVISION_TRUTH = {"division.max_rate_per_h": 0.25, "division.output_weights": [4.0],

@@ -23,6 +23,7 @@ from labloop.calibrate.fit import (
     CalibrateSettings,
     Experiment,
     Fit,
+    combined_minima,
     recalibrate,
     steps_per_frame,
     with_values,
@@ -41,7 +42,8 @@ from labloop.calibrate.store import StoreSettings, calibrate_store
 
 __all__ = ["DEFAULT_FREE", "DIVISION_LAW", "Acquisition", "CalibrateSettings", "Derived",
            "Experiment", "Fit", "ObservationBias", "Observations", "StoreSettings",
-           "calibrate_store", "cell_radius_from", "corrected_for_observation",
+           "calibrate_store", "cell_radius_from", "combined_minima",
+           "corrected_for_observation",
            "derived_intervals", "division_rate_at", "gaussian_loss", "initial_from_lineage",
            "linearised_refit", "motion_segments", "observation_bias", "observe",
            "recalibrate", "standardised_residuals", "steady_gene_levels", "steps_per_frame",

@@ -8,7 +8,9 @@ the division rate without growth factor, or its fold change at a reference
 concentration. :func:`derived_intervals` gives any such function of the
 parameters a 90 % interval from the fit's Laplace covariance, without
 refitting: the 5 and 95 % quantiles of the function over draws of the
-parameters from the Laplace Gaussian in optimiser space. The delta method
+parameters from the Laplace Gaussian in optimiser space (from the mixture of
+the Gaussians of several minima where the fit kept more than one:
+:mod:`.uncertainty`). The delta method
 (``Var f ≈ ∇fᵀ Σ ∇f``) is its first-order shortcut and fails where ``f`` is
 stationary: the fold change of the division rate has a minimum in the read-out
 weight (near 4.4 for the default gene network), where the delta method gives a
@@ -17,7 +19,7 @@ zero-width interval (one recovery fit reported ``[0.2787, 0.2791]``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import jax
@@ -25,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from labloop.calibrate.uncertainty import mixture_draws
 from labloop.errors import InputError
 from labloop.tissue import TissueParams, free_vector, trainable_mask
 from labloop.tissue.gene_network import division_rate, gene_rate
@@ -89,6 +92,8 @@ DIVISION_LAW: dict[str, Derived] = {
 
 def derived_intervals(params: TissueParams, covariance: pd.DataFrame,
                       free: tuple[str, ...], quantities: Mapping[str, Derived], *,
+                      alternatives: Sequence[tuple[TissueParams, pd.DataFrame]] = (),
+                      weights: Sequence[float] | None = None,
                       n_draws: int = 4000, seed: int = 0) -> pd.DataFrame:
     """Values and 90 % intervals of derived quantities of a fit.
 
@@ -102,27 +107,39 @@ def derived_intervals(params: TissueParams, covariance: pd.DataFrame,
         The fit's free parameter names (``Fit.settings.free``).
     quantities
         Name → :class:`Derived`, e.g. :data:`DIVISION_LAW`.
+    alternatives
+        Other local minima of the same loss as ``(params, covariance)``
+        (``Fit.alternatives``): the draws then come from the mixture of all
+        Laplace Gaussians, with ``weights`` (``Fit.mode_weights()``, the given fit's
+        first; equal by default).
     n_draws, seed
-        Draws from the Laplace Gaussian behind the quantiles (the same seed, the
+        Draws from the Laplace Gaussian(s) behind the quantiles (the same seed, the
         same interval).
 
     Returns
     -------
     DataFrame
-        ``name, value, lower, upper, unit, depends_on_free``; a quantity that no
-        free parameter moves has a zero-width interval and ``depends_on_free``
-        False (it was fixed, not measured).
+        ``name, value, lower, upper, unit, depends_on_free``; the value is at
+        ``params``; a quantity that no free parameter moves has a zero-width interval
+        and ``depends_on_free`` False (it was fixed, not measured).
     """
     vector, to_params = free_vector(params, trainable_mask(params, free))
-    cov = covariance.to_numpy()
-    if cov.shape != (vector.size, vector.size):
-        raise InputError(f"the covariance is {cov.shape[0]}×{cov.shape[1]} but the free "
-                         f"parameters have {vector.size} entries; pass the fit's own settings")
-    # a square root of the (possibly singular, pseudo-inverted) covariance
-    eigenvalues, eigenvectors = np.linalg.eigh((cov + cov.T) / 2)
-    root = eigenvectors * np.sqrt(np.clip(eigenvalues, 0.0, None))
-    normal = np.random.default_rng(seed).standard_normal((n_draws, vector.size))
-    draws = jnp.asarray(np.asarray(vector) + normal @ root.T, vector.dtype)
+    modes = [(params, covariance), *alternatives]
+    vectors, covariances = [], []
+    for mode_params, mode_covariance in modes:
+        cov = mode_covariance.to_numpy()
+        if cov.shape != (vector.size, vector.size):
+            raise InputError(f"the covariance is {cov.shape[0]}×{cov.shape[1]} but the free "
+                             f"parameters have {vector.size} entries; pass the fit's own "
+                             "settings")
+        vectors.append(np.asarray(free_vector(mode_params,
+                                              trainable_mask(mode_params, free))[0]))
+        covariances.append(cov)
+    weights = np.full(len(modes), 1 / len(modes)) if weights is None else np.asarray(weights)
+    if weights.shape != (len(modes),):
+        raise InputError(f"{weights.size} weights for {len(modes)} minima")
+    draws = jnp.asarray(mixture_draws(vectors, covariances, weights, n_draws, seed),
+                        vector.dtype)
     rows = []
     for name, quantity in quantities.items():
         def of_vector(v: jax.Array, q: Derived = quantity) -> jax.Array:

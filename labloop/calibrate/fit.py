@@ -8,12 +8,14 @@ converges instead of chasing noise; gradients through divisions use the
 model's estimator (``TissueModel.division_gradient``: ``"expected_growth"``
 carries how proliferation compounds into the counts, the default ``"score"``
 only the direct effect of the rates; the division-rate profile is a smooth
-expectation in any case). Several starts (the given parameters and
-random perturbations of the free ones in optimiser space) run with early
-stopping; the best one is polished by Levenberg–Marquardt steps on the same
-replicates (:mod:`.polish`: Adam stalls along curved valleys where two
-parameters trade off), then refined by a Laplace approximation
-(:mod:`.uncertainty`) and its fit re-scored on fresh replicates.
+expectation in any case). Several starts (the given parameters, chosen
+ones and random perturbations of the free ones in optimiser space) run with
+early stopping; the best one (and any within ``mode_loss_margin`` of it) is
+polished by Levenberg–Marquardt steps on the same replicates (:mod:`.polish`:
+Adam stalls along curved valleys where two parameters trade off), then refined
+by a Laplace approximation (:mod:`.uncertainty`) and re-scored on fresh
+replicates. Distinct minima that fit about equally well are all kept: the
+intervals then cover the mixture of their Laplace Gaussians.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from labloop.calibrate.derived import DIVISION_LAW, Derived, derived_intervals
 from labloop.calibrate.loss import (
     Loss,
     gaussian_loss,
+    observed_entries,
+    residual_scales,
     residual_variances,
     standardised_residuals,
 )
@@ -41,8 +45,12 @@ from labloop.calibrate.polish import PolishStep, levenberg_marquardt
 from labloop.calibrate.statistics import model_terms
 from labloop.calibrate.uncertainty import (
     covariance_from_jacobian,
+    distinct_from,
     identifiability,
     intervals,
+    mixture_draws,
+    mixture_intervals,
+    mode_weights,
 )
 from labloop.errors import InputError
 from labloop.tissue import (
@@ -76,8 +84,22 @@ class CalibrateSettings:
     n_replicates
         Model replicates averaged per evaluation (vmapped).
     n_starts
-        Optimisation starts: the given parameters and ``n_starts − 1`` random
-        perturbations of the free ones (σ ``start_spread`` in optimiser space).
+        Optimisation starts: the given parameters, then one per entry of ``starts``,
+        then random perturbations of the free ones (σ ``start_spread`` in optimiser
+        space) up to ``n_starts``.
+    starts
+        Chosen starting values, each a mapping of dotted names to values (as
+        :func:`with_values`) that replace the given parameters' — e.g. one start on
+        each side of a fold where two parameter sets explain the data alike.
+    mode_loss_margin
+        Starts whose Adam loss is within this margin of the best start's are
+        polished and get a Laplace approximation of their own; those that end in a
+        distinct minimum (outside one σ of a better one) are kept as
+        ``Fit.alternatives``, and the fit's intervals are quantiles over the mixture
+        of all kept minima's Laplace Gaussians, weighted by their Laplace evidence
+        (:mod:`.uncertainty`). 0 keeps the best start only. Each start's Adam loss is
+        on its own replicates, so a margin of a few units allows for their Monte
+        Carlo error.
     learning_rate, max_iterations, patience, tolerance
         Adam step size, decaying along a cosine to a tenth of it over
         ``max_iterations`` steps (so the last steps settle instead of circling the
@@ -122,6 +144,8 @@ class CalibrateSettings:
     free: tuple[str, ...] = DEFAULT_FREE
     n_replicates: int = 8
     n_starts: int = 3
+    starts: tuple[Mapping[str, Any], ...] = ()
+    mode_loss_margin: float = 0.0
     start_spread: float = 0.3
     learning_rate: float = 0.05
     max_iterations: int = 150
@@ -142,6 +166,12 @@ class CalibrateSettings:
                              f"{self.laplace_replicates}")
         if self.n_starts < 1 or self.max_iterations < 1:
             raise InputError("n_starts and max_iterations must be at least 1")
+        if self.n_starts < 1 + len(self.starts):
+            raise InputError(f"n_starts ({self.n_starts}) must count the given parameters "
+                             f"and the {len(self.starts)} chosen start(s)")
+        if not self.mode_loss_margin >= 0:
+            raise InputError(f"mode_loss_margin must be 0 or more, got "
+                             f"{self.mode_loss_margin}")
         if self.polish_iterations < 0:
             raise InputError(f"polish_iterations must be 0 or more, got "
                              f"{self.polish_iterations}")
@@ -162,14 +192,16 @@ class Fit:
     params
         Best parameters (physical units).
     intervals
-        Per free parameter (flattened leaves): ``name, value, lower, upper`` (90 %),
-        ``sd_raw``, ``positive``, ``unit``.
+        Per free parameter (flattened leaves): ``name, value, lower, upper`` (90 %:
+        over all kept minima where there are ``alternatives``), ``sd_raw`` (this
+        minimum's), ``positive``, ``unit``.
     covariance
         Laplace covariance in optimiser space (DataFrame indexed by name).
     sensitivity
         ``experiment, term, index, parameter, sensitivity``: ``∂ morphometric / ∂ θ_raw``
-        (``θ_raw = log θ`` for positive parameters: change per e-fold); ``experiment``
-        numbers the fitted experiments in the order given.
+        (``θ_raw = log θ`` for positive parameters: change per e-fold) where the
+        Laplace information was taken (before ``CalibrateSettings.final_step``);
+        ``experiment`` numbers the fitted experiments in the order given.
     identifiability
         Notes on what the data leave undetermined.
     history
@@ -186,6 +218,9 @@ class Fit:
         ``added_variance`` is what the loss adds to ``observed_sd²``, :mod:`.loss`).
     settings
         The settings used; ``seconds`` the wall time.
+    alternatives
+        Other distinct minima kept (``CalibrateSettings.mode_loss_margin``), each a
+        :class:`Fit` of its own, in order of loss; see :meth:`mode_weights`.
     """
 
     params: TissueParams
@@ -200,11 +235,27 @@ class Fit:
     settings: CalibrateSettings
     seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    alternatives: list[Fit] = field(default_factory=list)
+
+    @property
+    def modes(self) -> list[Fit]:
+        """This minimum and the alternatives, in order of loss."""
+        return [self, *self.alternatives]
+
+    def mode_weights(self) -> np.ndarray:
+        """Posterior weights of :attr:`modes`: their Laplace evidence, normalised
+        (:func:`.uncertainty.mode_weights`)."""
+        return mode_weights([m.loss for m in self.modes],
+                            [m.covariance.to_numpy() for m in self.modes])
 
     def summary(self) -> str:
         """Parameters with 90 % intervals, the division law where the fit moved it
         (:data:`.derived.DIVISION_LAW`) and the identifiability notes, as text."""
         lines = [f"loss {self.loss:.3f} (start {self.best_start}, {self.seconds:.0f} s)"]
+        if self.alternatives:
+            lines.append("  minima kept (start: loss, weight): " + ", ".join(
+                f"{m.best_start}: {m.loss:.3f}, {w:.2f}"
+                for m, w in zip(self.modes, self.mode_weights(), strict=True)))
         law = self.derived()
         for row in pd.concat([self.intervals, law[law["depends_on_free"]]]).itertuples():
             lines.append(f"  {row.name:34s} {row.value:10.4g}  [{row.lower:.4g}, "
@@ -214,9 +265,13 @@ class Fit:
 
     def derived(self, quantities: Mapping[str, Derived] | None = None) -> pd.DataFrame:
         """Derived quantities (default: :data:`.derived.DIVISION_LAW`) with 90 % intervals
-        from this fit's Laplace covariance; see :func:`.derived.derived_intervals`."""
+        from this fit's Laplace covariance (the mixture over :attr:`modes`); see
+        :func:`.derived.derived_intervals`."""
         return derived_intervals(self.params, self.covariance, self.settings.free,
-                                 DIVISION_LAW if quantities is None else quantities)
+                                 DIVISION_LAW if quantities is None else quantities,
+                                 alternatives=[(m.params, m.covariance)
+                                               for m in self.alternatives],
+                                 weights=self.mode_weights())
 
 
 @dataclass(frozen=True)
@@ -415,39 +470,53 @@ def recalibrate(observed: Observations | Sequence[Experiment], model: TissueMode
 
         return jax.vmap(one)(traj)
 
-    def residuals_by_run(vector: jax.Array, keys: Sequence[jax.Array],
-                         variances: Sequence[Any] | None = None) -> list[dict[str, jax.Array]]:
-        held = variances or [None] * len(runs)
-        return [standardised_residuals(replicate_terms(vector, k, exp, spf), exp.observed, v)
-                for (exp, spf), k, v in zip(runs, keys, held, strict=True)]
+    def terms_by_run(vector: jax.Array,
+                     keys: Sequence[jax.Array]) -> list[dict[str, jax.Array]]:
+        return [replicate_terms(vector, k, exp, spf)
+                for (exp, spf), k in zip(runs, keys, strict=True)]
 
+    def means_by_run(vector: jax.Array,
+                     keys: Sequence[jax.Array]) -> list[dict[str, jax.Array]]:
+        return [{t: jnp.mean(v, axis=0) for t, v in terms.items()}
+                for terms in terms_by_run(vector, keys)]
 
-    def flat(by_run: list[dict[str, jax.Array]]) -> jax.Array:
-        return jnp.concatenate([res[t].ravel() for (exp, _), res in zip(runs, by_run,
-                                                                         strict=True)
+    def flat(by_run: list[dict[str, Any]]) -> jax.Array:
+        return jnp.concatenate([jnp.ravel(res[t]) for (exp, _), res in zip(runs, by_run,
+                                                                           strict=True)
                                 for t in exp.observed.values])
 
-    def residual_vector(vector: jax.Array, keys: Sequence[jax.Array],
-                        variances: Sequence[Any]) -> jax.Array:
-        return flat(residuals_by_run(vector, keys, variances))
+    def scored(terms: list[dict[str, jax.Array]], variances: Sequence[Any] | None = None,
+               ) -> tuple[jax.Array, jax.Array, list[Any]]:
+        """Loss, residuals and the variances weighting them (by default their own)."""
+        if variances is None:
+            variances = [residual_variances(t, exp.observed)
+                         for t, (exp, _) in zip(terms, runs, strict=True)]
+        by_run = [standardised_residuals(t, exp.observed, v)
+                  for t, (exp, _), v in zip(terms, runs, variances, strict=True)]
+        return sum(loss(res) for res in by_run), flat(by_run), list(variances)
 
     def objective(vector: jax.Array, keys: Sequence[jax.Array]) -> jax.Array:
-        return sum(loss(res) for res in residuals_by_run(vector, keys))
+        return scored(terms_by_run(vector, keys))[0]
 
     def loss_and_residuals(vector: jax.Array, keys: Sequence[jax.Array],
                            variances: Sequence[Any]) -> tuple[jax.Array, jax.Array]:
-        by_run = residuals_by_run(vector, keys, variances)
-        return sum(loss(res) for res in by_run), flat(by_run)
+        return scored(terms_by_run(vector, keys), variances)[:2]
 
     def with_own_variances(vector: jax.Array, keys: Sequence[jax.Array],
                            ) -> tuple[jax.Array, jax.Array, list[Any]]:
-        """Loss, residuals and the variances weighting them, all at ``vector``."""
-        variances, by_run = [], []
-        for (exp, spf), k in zip(runs, keys, strict=True):
-            terms = replicate_terms(vector, k, exp, spf)
-            variances.append(residual_variances(terms, exp.observed))
-            by_run.append(standardised_residuals(terms, exp.observed, variances[-1]))
-        return sum(loss(res) for res in by_run), flat(by_run), variances
+        return scored(terms_by_run(vector, keys))
+
+    def residual_jacobian(sensitivity: list[dict[str, Any]],
+                          variances: Sequence[Any]) -> np.ndarray:
+        """``∂r/∂θ`` from the replicate means' ``∂m̄/∂θ``, the variances held."""
+        blocks = []
+        for (exp, _), sens, var in zip(runs, sensitivity, variances, strict=True):
+            scales = residual_scales(exp.observed, var)
+            for term in exp.observed.values:
+                ok = np.asarray(observed_entries(exp.observed, term))
+                blocks.append(np.where(ok[:, None], np.asarray(sens[term])
+                                       / np.asarray(scales[term])[:, None], 0.0))
+        return np.concatenate(blocks)
 
     opt = optax.adam(optax.cosine_decay_schedule(settings.learning_rate,
                                                  settings.max_iterations, alpha=0.1))
@@ -455,12 +524,16 @@ def recalibrate(observed: Observations | Sequence[Experiment], model: TissueMode
     root = jax.random.key(settings.seed)
     k_starts, k_reps, k_final = jax.random.split(root, 3)
     start_keys = jax.random.split(k_starts, settings.n_starts)
+    chosen = [vector0] + [free_vector(with_values(params, **values), mask)[0]
+                          for values in settings.starts]
     rows, finals = [], []
-    total = settings.n_starts * settings.max_iterations + settings.polish_iterations
+    polished_starts = settings.n_starts if settings.mode_loss_margin > 0 else 1
+    adam_steps = settings.n_starts * settings.max_iterations
+    total = adam_steps + polished_starts * settings.polish_iterations
     done = 0
     for s in range(settings.n_starts):
-        vector = vector0 if s == 0 else vector0 + settings.start_spread * jax.random.normal(
-            start_keys[s], vector0.shape, vector0.dtype)
+        vector = chosen[s] if s < len(chosen) else vector0 + settings.start_spread * (
+            jax.random.normal(start_keys[s], vector0.shape, vector0.dtype))
         keys = [jax.random.split(k, settings.n_replicates)
                 for k in jax.random.split(jax.random.fold_in(k_reps, s), len(runs))]
         state = opt.init(vector)
@@ -482,81 +555,116 @@ def recalibrate(observed: Observations | Sequence[Experiment], model: TissueMode
             updates, state = opt.update(grad, state, vector)
             vector = optax.apply_updates(vector, updates)
         finals.append((best, best_vector, keys))
-    best_start = int(np.argmin([f[0] for f in finals]))
-    _, vector, keys = finals[best_start]
+    adam_losses = np.array([f[0] for f in finals])
+    best_start = int(np.argmin(adam_losses))
+    close = [int(s) for s in np.argsort(adam_losses, kind="stable") if s != best_start
+             and adam_losses[s] <= adam_losses[best_start] + settings.mode_loss_margin]
+    candidates = [best_start, *close[:polished_starts - 1]]
+
     differentiate = (jax.jacfwd if settings.jacobian == "forward"
-                     else lambda f: secant_jacobian(jax.jit(f), settings.secant_step))
-    if settings.polish_iterations:
-        adam_steps = settings.n_starts * settings.max_iterations
+                     else lambda f: secant_jacobian(f, settings.secant_step))
+    # jitted once with the replicates' keys as arguments: every start and minimum reuses them
+    jitted_loss_and_residuals = jax.jit(loss_and_residuals)
+    jitted_own_variances = jax.jit(with_own_variances)
+    jitted_terms, jitted_means = jax.jit(terms_by_run), jax.jit(means_by_run)
+    fresh = [jax.random.split(k, max(settings.n_replicates, settings.laplace_replicates))
+             for k in jax.random.split(k_final, len(runs))]
+
+    def polished(start: int, order: int) -> jax.Array:
+        _, vector, keys = finals[start]
+        if not settings.polish_iterations:
+            return vector
+        offset = adam_steps + order * settings.polish_iterations
 
         def polish_progress(step: int) -> None:
             if progress is not None:
-                progress(adam_steps + step, total)
+                progress(offset + step, total)
 
-        # the functions are jitted once here; the polish differentiates them unjitted again
-        polish_differentiate = (jax.jacfwd if settings.jacobian == "forward"
-                                else lambda f: secant_jacobian(f, settings.secant_step))
+        # the polish differentiates the jitted functions by secants (or jacfwd) itself
         vector, steps = _polish(
-            jax.jit(lambda v, var: loss_and_residuals(v, keys, var)),
-            jax.jit(lambda v: with_own_variances(v, keys)), polish_differentiate, vector,
-            settings, polish_progress)
-        first = _next_iteration(rows, best_start)
-        rows += [{"start": best_start, "iteration": first + i, "loss": st.loss,
-                  "stage": "polish"} for i, st in enumerate(steps)]
+            lambda v, var: jitted_loss_and_residuals(v, keys, var),
+            lambda v: jitted_own_variances(v, keys), differentiate, vector, settings,
+            polish_progress)
+        first = _next_iteration(rows, start)
+        rows.extend({"start": start, "iteration": first + i, "loss": st.loss,
+                     "stage": "polish"} for i, st in enumerate(steps))
+        return vector
+
+    def laplace(vector: jax.Array, start: int) -> Fit:
+        """The minimum reached from ``start`` on the fresh replicates: its final step,
+        Laplace covariance, sensitivities and fitted table."""
+        terms = jitted_terms(vector, fresh)
+        value, residuals, variances = scored(terms)
+        value = float(value)
+        sensitivity = differentiate(lambda v: jitted_means(v, fresh))(vector)
+        jacobian = residual_jacobian(sensitivity, variances)
+        if settings.final_step:
+            stepped = _step_on_fresh_replicates(
+                lambda v: jitted_loss_and_residuals(v, fresh, variances), vector, value,
+                np.asarray(residuals), jacobian)
+            if stepped is not None:
+                vector = stepped
+                terms = jitted_terms(vector, fresh)
+                after, _, variances = scored(terms)
+                first = _next_iteration(rows, start)
+                rows.extend({"start": start, "iteration": first + i, "loss": v,
+                             "stage": "final"} for i, v in enumerate((value, float(after))))
+                value = float(after)
+        cov = covariance_from_jacobian(jacobian)
+        fitted_rows, sens_rows = [], []
+        for e, ((exp, _), reps, var, sens) in enumerate(zip(runs, terms, variances,
+                                                            sensitivity, strict=True)):
+            for term, y in exp.observed.values.items():
+                m = np.asarray(reps[term])
+                for j in range(len(y)):
+                    fitted_rows.append({"experiment": e, "term": term, "index": j,
+                                        "observed": float(y[j]),
+                                        "observed_sd": float(exp.observed.sd[term][j]),
+                                        "model": float(m[:, j].mean()),
+                                        "model_sd": float(m[:, j].std()),
+                                        "added_variance": float(np.asarray(var[term])[j])})
+                    sens_rows.extend({"experiment": e, "term": term, "index": j,
+                                      "parameter": name,
+                                      "sensitivity": float(np.asarray(sens[term])[j, p])}
+                                     for p, name in enumerate(names))
+        return Fit(params=to_params(vector),
+                   intervals=intervals(names, np.asarray(vector), cov, positive, units),
+                   covariance=pd.DataFrame(cov, index=names, columns=names),
+                   sensitivity=pd.DataFrame(sens_rows),
+                   identifiability=identifiability(names, cov, positive, jacobian),
+                   history=pd.DataFrame(), best_start=start, loss=value,
+                   fitted=pd.DataFrame(fitted_rows), settings=settings)
+
+    minima = [laplace(polished(start, order), start) for order, start in enumerate(candidates)]
     if progress is not None:
         progress(total, total)
-    fresh = [jax.random.split(k, max(settings.n_replicates, settings.laplace_replicates))
-             for k in jax.random.split(k_final, len(runs))]
-    own_variances = jax.jit(with_own_variances)
-    final, residuals, at_fit = own_variances(vector, fresh)
-    final_loss = float(final)
-    jacobian = np.asarray(differentiate(lambda v: residual_vector(v, fresh, at_fit))(vector))
-    if settings.final_step:
-        stepped = _step_on_fresh_replicates(
-            jax.jit(lambda v: loss_and_residuals(v, fresh, at_fit)), vector,
-            final_loss, np.asarray(residuals), jacobian)
-        if stepped is not None:
-            first = _next_iteration(rows, best_start)
-            vector = stepped
-            final, _, at_fit = own_variances(vector, fresh)
-            rows += [{"start": best_start, "iteration": first + i, "loss": value,
-                      "stage": "final"} for i, value in enumerate((final_loss, float(final)))]
-            final_loss = float(final)
-    cov = covariance_from_jacobian(jacobian)
-    raw = np.asarray(vector)
-    table = intervals(names, raw, cov, positive, units)
-    notes = identifiability(names, cov, positive, jacobian)
+    history, seconds = pd.DataFrame(rows), time.perf_counter() - started
+    return combined_minima([dataclasses.replace(m, history=history, seconds=seconds)
+                            for m in minima])
 
-    fitted_rows, sens_rows = [], []
-    for e, ((exp, spf), k) in enumerate(zip(runs, fresh, strict=True)):
-        def means(v: jax.Array, exp: Experiment = exp, spf: int = spf,
-                  k: jax.Array = k) -> dict[str, jax.Array]:
-            return {t: jnp.mean(v_, axis=0) for t, v_ in
-                    replicate_terms(v, k, exp, spf).items()}
 
-        reps = replicate_terms(vector, k, exp, spf)
-        added = residual_variances(reps, exp.observed)
-        jac = differentiate(means)(vector)
-        for term, y in exp.observed.values.items():
-            m = np.asarray(reps[term])
-            for j in range(len(y)):
-                fitted_rows.append({"experiment": e, "term": term, "index": j,
-                                    "observed": float(y[j]),
-                                    "observed_sd": float(exp.observed.sd[term][j]),
-                                    "model": float(m[:, j].mean()),
-                                    "model_sd": float(m[:, j].std()),
-                                    "added_variance": float(np.asarray(added[term])[j])})
-                for p, name in enumerate(names):
-                    sens_rows.append({"experiment": e, "term": term, "index": j,
-                                      "parameter": name,
-                                      "sensitivity": float(np.asarray(jac[term])[j, p])})
-    best_params = to_params(vector)
-    return Fit(params=best_params, intervals=table,
-               covariance=pd.DataFrame(cov, index=names, columns=names),
-               sensitivity=pd.DataFrame(sens_rows), identifiability=notes,
-               history=pd.DataFrame(rows), best_start=best_start, loss=final_loss,
-               fitted=pd.DataFrame(fitted_rows), settings=settings,
-               seconds=time.perf_counter() - started)
+def combined_minima(minima: Sequence[Fit], n_draws: int = 4000, seed: int = 0) -> Fit:
+    """One fit from several minima of the same loss (same free parameters).
+
+    The best (lowest loss) minimum is the fit, every other one that is distinct
+    from a better one (:func:`.uncertainty.distinct_from`) its ``alternatives``,
+    and its ``intervals`` the 5–95 % quantiles over ``n_draws`` draws from the
+    mixture of their Laplace Gaussians (:func:`.uncertainty.mixture_draws`).
+    """
+    kept, vectors, covariances = [], [], []
+    for minimum in sorted(minima, key=lambda m: m.loss):
+        vector = np.asarray(free_vector(minimum.params, trainable_mask(
+            minimum.params, minimum.settings.free))[0])
+        covariance = minimum.covariance.to_numpy()
+        if distinct_from(vector, vectors, covariances):
+            kept.append(dataclasses.replace(minimum, alternatives=[]))
+            vectors.append(vector)
+            covariances.append(covariance)
+    best = dataclasses.replace(kept[0], alternatives=kept[1:])
+    if best.alternatives:
+        draws = mixture_draws(vectors, covariances, best.mode_weights(), n_draws, seed)
+        best.intervals = mixture_intervals(best.intervals, draws)
+    return best
 
 
 def with_values(params: TissueParams, **values: Any) -> TissueParams:
@@ -572,5 +680,6 @@ def with_values(params: TissueParams, **values: Any) -> TissueParams:
     return params
 
 
-__all__ = ["DEFAULT_FREE", "CalibrateSettings", "Experiment", "Fit", "recalibrate",
+__all__ = ["DEFAULT_FREE", "CalibrateSettings", "Experiment", "Fit", "combined_minima",
+           "recalibrate",
            "secant_jacobian", "steps_per_frame", "with_values"]

@@ -58,17 +58,33 @@ def standardised_residuals(replicates: Mapping[str, jax.Array], observed: Observ
     """
     if variances is None:
         variances = residual_variances(replicates, observed)
+    scales = residual_scales(observed, variances)
     out = {}
     for term, y in observed.values.items():
         mean = jnp.mean(replicates[term], axis=0)
-        y = jnp.asarray(y)
-        s = jnp.asarray(observed.sd[term])
-        ok = jnp.isfinite(y) & jnp.isfinite(s)
-        # safe values where unobserved, so no NaN reaches the gradient through `where`
-        r = ((mean - jnp.where(ok, y, 0.0))
-             / jnp.sqrt(jnp.where(ok, s, 1.0) ** 2 + variances[term] + 1e-12))
+        ok = observed_entries(observed, term)
+        # a safe value where unobserved, so no NaN reaches the gradient through `where`
+        r = (mean - jnp.where(ok, jnp.asarray(y), 0.0)) / scales[term]
         out[term] = jnp.where(ok, r, 0.0)
     return out
+
+
+def observed_entries(observed: Observations, term: str) -> jax.Array:
+    """Which entries of ``term`` were observed (finite value and sd); the others have
+    residual 0."""
+    return jnp.isfinite(jnp.asarray(observed.values[term])) & jnp.isfinite(
+        jnp.asarray(observed.sd[term]))
+
+
+def residual_scales(observed: Observations,
+                    variances: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
+    """Per term, the residuals' denominator ``√(s² + added variance)`` (module doc), with
+    ``s = 1`` where an entry is unobserved; ``∂r/∂θ = (∂m̄/∂θ) / scale`` with the
+    variances held."""
+    return {term: jnp.sqrt(jnp.where(observed_entries(observed, term),
+                                     jnp.asarray(observed.sd[term]), 1.0) ** 2
+                           + variances[term] + 1e-12)
+            for term in observed.values}
 
 
 def gaussian_loss(residuals: Mapping[str, jax.Array]) -> jax.Array:

@@ -57,7 +57,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from labloop.calibrate.fit import Experiment, Fit, steps_per_frame
+from labloop.calibrate.fit import Experiment, Fit, combined_minima, steps_per_frame
 from labloop.calibrate.observations import Observations, observe
 from labloop.calibrate.uncertainty import covariance_from_jacobian, identifiability, intervals
 from labloop.errors import InputError
@@ -309,9 +309,21 @@ def linearised_refit(fit: Fit, observed: Sequence[Observations]) -> Fit:
     Fit
         New parameters, intervals, covariance, identifiability notes and fitted
         table (model ``m + S Δθ``); sensitivities as before; the history gains a
-        ``"linearised"`` row with the predicted loss.
+        ``"linearised"`` row with the predicted loss. A fit with alternative minima
+        has each of them refitted alike and combined again
+        (:func:`.fit.combined_minima`, by their new losses).
     """
     started = time.perf_counter()
+    refits = [_refit_minimum(replace(m, alternatives=[]), observed)
+              for m in fit.modes]
+    combined = combined_minima(refits)
+    combined.seconds = fit.seconds + time.perf_counter() - started
+    combined.extra = dict(fit.extra)
+    return combined
+
+
+def _refit_minimum(fit: Fit, observed: Sequence[Observations]) -> Fit:
+    """:func:`linearised_refit` of one minimum."""
     fitted = fit.fitted
     n_experiments = int(fitted["experiment"].max()) + 1 if len(fitted) else 0
     if len(observed) != n_experiments:
@@ -358,8 +370,7 @@ def linearised_refit(fit: Fit, observed: Sequence[Observations]) -> Fit:
                sensitivity=fit.sensitivity, identifiability=identifiability(
                    names, covariance, positive, jacobian),
                history=history, best_start=fit.best_start, loss=loss, fitted=new_fitted,
-               settings=fit.settings, seconds=fit.seconds + time.perf_counter() - started,
-               extra=dict(fit.extra))
+               settings=fit.settings)
 
 
 def corrected_for_observation(fit: Fit, experiments: Sequence[Experiment],

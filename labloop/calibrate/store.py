@@ -226,6 +226,8 @@ def calibrate_store(path: str | Path, settings: StoreSettings | None = None, *,
     record: dict[str, Any] = {
         "settings": dataclasses.asdict(settings), "model": dataclasses.asdict(model),
         "loss": fit.loss, "best_start": fit.best_start, "seconds": fit.seconds,
+        "minima": [{"start": m.best_start, "loss": m.loss, "weight": float(w)}
+                   for m, w in zip(fit.modes, fit.mode_weights(), strict=True)],
         "identifiability": fit.identifiability, "observed_frames": observed.frames,
         "division_law": fit.derived().to_dict("records"),
         "all_parameters": describe(fit.params).to_dict("records"),

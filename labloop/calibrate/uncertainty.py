@@ -9,9 +9,17 @@ random numbers, or from ``jax.jacfwd`` (``CalibrateSettings.jacobian``). The
 covariance is ``I⁻¹`` (pseudo-inverse); a positive parameter's 90 % interval
 is ``exp(log θ̂ ± 1.645 σ)``. Sensitivities ``∂m/∂θ`` of each model
 morphometric to each free parameter are differentiated the same way.
+
+Where the loss has several distinct local minima that fit the data about
+equally well (several optimisation starts), the posterior is a mixture of their
+Laplace Gaussians, each weighted by its Laplace evidence
+``exp(−L̂ₖ) √det Σₖ`` (:func:`mode_weights`), and intervals are quantiles over
+draws from the mixture (:func:`mixture_draws`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -71,3 +79,51 @@ def identifiability(names: list[str], covariance: np.ndarray, positive: list[boo
                      f"intervals within ±{100 * (np.exp(Z95 * loose) - 1):.0f}%, no pair "
                      f"correlated beyond {correlated})")
     return notes
+
+
+def mode_weights(losses: Sequence[float], covariances: Sequence[np.ndarray],
+                 rcond: float = 1e-10) -> np.ndarray:
+    """Posterior weights of local minima: the Laplace evidence ``exp(−L) √det Σ``,
+    normalised (``det`` over the eigenvalues above ``rcond`` times the largest, as the
+    pseudo-inverse behind ``Σ``)."""
+    log_weight = []
+    for loss, cov in zip(losses, covariances, strict=True):
+        eigenvalues = np.linalg.eigvalsh((cov + cov.T) / 2)
+        kept = eigenvalues[eigenvalues > rcond * max(eigenvalues.max(), 0.0)]
+        log_weight.append(-loss + 0.5 * float(np.sum(np.log(kept))))
+    weights = np.exp(np.asarray(log_weight) - max(log_weight))
+    return weights / weights.sum()
+
+
+def mixture_draws(vectors: Sequence[np.ndarray], covariances: Sequence[np.ndarray],
+                  weights: np.ndarray, n_draws: int, seed: int) -> np.ndarray:
+    """``(n_draws, n_parameters)`` draws from the mixture of Gaussians ``N(vₖ, Σₖ)`` with
+    ``weights`` (each ``Σ`` may be singular; the same seed gives the same draws)."""
+    rng = np.random.default_rng(seed)
+    counts = rng.multinomial(n_draws, weights)
+    draws = []
+    for vector, cov, count in zip(vectors, covariances, counts, strict=True):
+        eigenvalues, eigenvectors = np.linalg.eigh((cov + cov.T) / 2)
+        root = eigenvectors * np.sqrt(np.clip(eigenvalues, 0.0, None))
+        draws.append(np.asarray(vector, np.float64)
+                     + rng.standard_normal((count, len(vector))) @ root.T)
+    return np.concatenate(draws)
+
+
+def distinct_from(vector: np.ndarray, others: Sequence[np.ndarray],
+                  covariances: Sequence[np.ndarray], radius: float = 1.0) -> bool:
+    """Whether ``vector`` lies outside the ``radius``-σ ellipsoid of every other minimum
+    (``(v − vₖ)ᵀ Σₖ⁺ (v − vₖ) > radius²``)."""
+    for other, cov in zip(others, covariances, strict=True):
+        difference = np.asarray(vector, np.float64) - np.asarray(other, np.float64)
+        if difference @ np.linalg.pinv(cov, hermitian=True) @ difference <= radius**2:
+            return False
+    return True
+
+
+def mixture_intervals(table: pd.DataFrame, draws: np.ndarray) -> pd.DataFrame:
+    """``table`` (from :func:`intervals`) with ``lower, upper`` the 5 and 95 % quantiles of
+    each parameter over ``draws`` in optimiser space (:func:`mixture_draws`)."""
+    physical = np.where(table["positive"].to_numpy(bool), np.exp(draws), draws)
+    lower, upper = np.quantile(physical, [0.05, 0.95], axis=0)
+    return table.assign(lower=lower, upper=upper)
