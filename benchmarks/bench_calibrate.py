@@ -71,9 +71,10 @@ RESULTS = Path(__file__).resolve().parent / "results"
 #: to divide) into the fitted counts; the pathwise "score" default sees only the direct effect
 MODEL = TissueModel(capacity=640, dt_h=0.25, mechanics_substeps=2, neighbours="dense",
                     division_gradient="expected_growth")
-#: the films: voxels 2 × 0.5 × 0.5 µm, SNR 6, nuclei 0.65 of the cell radius, 10 samples
-ACQUISITION = Acquisition(voxel_size_um=(2.0, 0.5, 0.5), snr=6.0, nucleus_radius_scale=0.65,
-                          n_samples=10)
+#: the films: voxels 2 × 0.5 × 0.5 µm, SNR 6, nuclei 0.65 of the cell radius
+ACQUISITION = Acquisition(voxel_size_um=(2.0, 0.5, 0.5), snr=6.0, nucleus_radius_scale=0.65)
+#: lineages sampled by the tracker for the intervals of each movie's observations
+TRACKER_SAMPLES = 10
 #: seeds of the simulated tissues behind the observation correction: from 5000 + 100 · seed
 CORRECTION_SEED = 5000
 FRAME_INTERVAL_H = 0.5
@@ -184,7 +185,7 @@ def film(name: str, seed: int, truth_params) -> tuple:
     nodes = true_lineage.nodes
     sources = (nodes.loc[(nodes["t"] == 0) & nodes["source"], ["z", "y", "x"]].to_numpy()
                if n_sources else None)
-    tracked, samples = ACQUISITION(true_lineage, seed + offset_seed)
+    tracked, samples = ACQUISITION(true_lineage, seed + offset_seed, TRACKER_SAMPLES)
     detected = tracked.nodes
     if "interpolated" in detected:
         detected = detected[~detected["interpolated"].astype(bool)]
@@ -267,10 +268,10 @@ def main() -> None:
             write_results(rows)
             if kind == "tracked":
                 # four simulated tissues per movie give the bias, its standard error and
-                # spread; the tracker's samples are not needed for it
+                # spread
                 corrected = corrected_for_observation(
-                    fit, experiments, MODEL, replace(ACQUISITION, n_samples=0),
-                    seed=CORRECTION_SEED + 100 * seed, n_tissues=4)
+                    fit, experiments, MODEL, ACQUISITION, seed=CORRECTION_SEED + 100 * seed,
+                    n_tissues=4)
                 rows.append(score("tracked+corrected", seed, corrected, truth_params)
                             | {"correction_seconds": round(corrected.seconds - fit.seconds, 1),
                                "bias": bias_summary(corrected)})

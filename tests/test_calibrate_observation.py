@@ -29,7 +29,8 @@ MOTILITY = "mechanics.motility_um2_per_h"
 DECAY = "growth_factor.decay_length_um"
 
 
-def drop_one_daughter_per_division(lineage: Lineage, seed: int) -> tuple[Lineage, list]:
+def drop_one_daughter_per_division(lineage: Lineage, seed: int,
+                                   n_samples: int) -> tuple[Lineage, list]:
     """A 'film' that loses the link to one daughter of every division."""
     edges = lineage.edges
     dividing = edges.groupby("source")["target"].transform("size") == 2
@@ -145,7 +146,7 @@ def test_linearised_refit_solves_the_weighted_least_squares_of_a_linear_model() 
 def test_acquisition_films_a_simulated_tissue_in_its_own_frame() -> None:
     params = with_values(default_params(1), **{"division.max_rate_per_h": 0.3})
     lineage, _ = simulated_lineage(params, seed=0, frames=3)
-    tracked, samples = Acquisition((2.0, 0.5, 0.5), snr=6.0, n_samples=2)(lineage, 0)
+    tracked, samples = Acquisition((2.0, 0.5, 0.5), snr=6.0)(lineage, 0, n_samples=2)
     assert len(samples) == 2 and tracked.frame_interval_h == lineage.frame_interval_h
     for t, nuclei in lineage.nodes.groupby("t"):
         found = tracked.nodes[tracked.nodes["t"] == t][["z", "y", "x"]].to_numpy()
@@ -166,7 +167,7 @@ def test_bias_is_zero_where_the_film_sees_everything() -> None:
     lineage, sources = simulated_lineage(params, seed=2, frames=4)
     experiment = Experiment(observe(lineage, sources, n_draws=10),
                             initial_from_lineage(MODEL, lineage, sources, n_genes=1))
-    bias = observation_bias(params, experiment, MODEL, lambda lin, seed: (lin, [lin, lin]),
+    bias = observation_bias(params, experiment, MODEL, lambda lin, seed, n: (lin, [lin] * n),
                             seed=3, n_tissues=2)
     for term, values in bias.values.items():
         np.testing.assert_allclose(values, 0.0, atol=1e-12, err_msg=term)

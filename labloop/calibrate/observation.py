@@ -71,9 +71,10 @@ from labloop.tissue import (
     trainable_mask,
 )
 
-#: ``film(true_lineage, seed) -> (tracked, sampled lineages)``: how a simulated tissue is
-#: seen (:class:`Acquisition` is the default; any callable of this shape will do)
-Film = Callable[[Lineage, int], tuple[Lineage, Sequence[Lineage]]]
+#: ``film(true_lineage, seed, n_samples) -> (tracked, n_samples sampled lineages)``: how a
+#: simulated tissue is seen (:class:`Acquisition` is the default; any callable of this
+#: shape will do)
+Film = Callable[[Lineage, int, int], tuple[Lineage, Sequence[Lineage]]]
 
 
 @dataclass(frozen=True)
@@ -90,15 +91,12 @@ class Acquisition:
         Nucleus radius as a share of the model cell's radius.
     margin_um
         Empty space rendered around the tissue on every side (µm).
-    n_samples
-        Lineages sampled by the tracker for the measured intervals.
     """
 
     voxel_size_um: tuple[float, float, float]
     snr: float
     nucleus_radius_scale: float = 0.65
     margin_um: float = 8.0
-    n_samples: int = 10
 
     def __post_init__(self) -> None:
         if len(self.voxel_size_um) != 3 or min(self.voxel_size_um) <= 0:
@@ -123,9 +121,11 @@ class Acquisition:
                              SynthConfig(snr=self.snr, seed=seed), rng=seed)
         return image, offset
 
-    def __call__(self, lineage: Lineage, seed: int) -> tuple[Lineage, list[Lineage]]:
-        """Render, detect (shipped U-Net), track and sample ``lineage`` (simulated, with
-        ``radius_um``); positions come back in the lineage's own frame."""
+    def __call__(self, lineage: Lineage, seed: int,
+                 n_samples: int = 0) -> tuple[Lineage, list[Lineage]]:
+        """Render, detect (shipped U-Net) and track ``lineage`` (simulated, with
+        ``radius_um``), and draw ``n_samples`` lineages from the tracker (for measured
+        intervals); positions come back in the lineage's own frame."""
         from labloop.detect import detect
         from labloop.track import sample_lineages, track
 
@@ -135,8 +135,8 @@ class Acquisition:
         extent = tuple(float(v) for v in np.asarray(image.shape[1:]) * self.voxel_size_um)
         interval = lineage.frame_interval_h
         tracked = track(detections, frame_interval_h=interval, image_shape_um=extent)
-        samples = sample_lineages(detections, self.n_samples, seed, frame_interval_h=interval,
-                                  image_shape_um=extent)
+        samples = (sample_lineages(detections, n_samples, seed, frame_interval_h=interval,
+                                   image_shape_um=extent) if n_samples else [])
         return tracked, samples
 
 
@@ -232,7 +232,8 @@ def _bias_between(true: Sequence[Observations], measured: Sequence[Observations]
 
 
 def observation_bias(params: TissueParams, experiment: Experiment, model: TissueModel,
-                     film: Film, *, seed: int = 0, n_tissues: int = 4) -> ObservationBias:
+                     film: Film, *, seed: int = 0, n_tissues: int = 4,
+                     n_samples: int = 10) -> ObservationBias:
     """Measure the bias of the measuring chain on tissues simulated at ``params``.
 
     Parameters
@@ -245,7 +246,7 @@ def observation_bias(params: TissueParams, experiment: Experiment, model: Tissue
     model
         The tissue model of the fit.
     film
-        ``film(true_lineage, seed) -> (tracked, samples)``, e.g. an
+        ``film(true_lineage, seed, n_samples) -> (tracked, samples)``, e.g. an
         :class:`Acquisition` like the real movie's.
     seed
         Seed of the first simulated tissue, its filming and its measurement (tissue
@@ -253,6 +254,9 @@ def observation_bias(params: TissueParams, experiment: Experiment, model: Tissue
     n_tissues
         Simulated tissues; their biases are averaged and their spread gives the
         standard error (one tissue: the tracker's sampled lineages give it).
+    n_samples
+        Lineages the tracker samples from a single simulated tissue for that
+        standard error; with several tissues none are drawn.
 
     Returns
     -------
@@ -276,7 +280,7 @@ def observation_bias(params: TissueParams, experiment: Experiment, model: Tissue
     true, measured, sampled = [], [], []
     for k in range(n_tissues):
         truth = to_lineage(trajectories, k)
-        tracked, samples = film(truth, seed + k)
+        tracked, samples = film(truth, seed + k, n_samples if n_tissues == 1 else 0)
         # values only: the bias's uncertainty comes from the tissues' or samples' spread
         true.append(observe(truth, landmark, n_draws=0, **binning))
         measured.append(observe(tracked, landmark, n_draws=0, **binning))

@@ -158,8 +158,7 @@ def _corrected(fit: Fit, filmed: Experiment, model: TissueModel, image: Image,
     from labloop.calibrate.observation import Acquisition, corrected_for_observation
 
     snr = settings.snr if settings.snr is not None else store_snr(image, detections)
-    acquisition = Acquisition(tuple(image.voxel_size_um), snr,
-                              settings.nucleus_radius_scale, n_samples=0)
+    acquisition = Acquisition(tuple(image.voxel_size_um), snr, settings.nucleus_radius_scale)
     corrected = corrected_for_observation(fit, [filmed], model, acquisition, seed=seed + 2)
     return corrected, {"snr": snr, "snr_measured": settings.snr is None,
                        "nucleus_radius_scale": settings.nucleus_radius_scale,
