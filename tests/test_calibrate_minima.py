@@ -42,6 +42,7 @@ def test_mode_weights_are_the_laplace_evidence() -> None:
     singular = np.array([[0.04, 0.0], [0.0, 0.0]])
     np.testing.assert_allclose(mode_weights([1.0, 1.0], [singular, singular]), [0.5, 0.5])
     assert mode_weights([0.0, 800.0], [narrow, narrow])[1] == 0.0  # no overflow
+    assert mode_weights([3.0], [np.zeros((0, 0))]).tolist() == [1.0]
 
 
 def test_mixture_draws_follow_weights_and_covariances() -> None:

@@ -124,20 +124,18 @@ def derived_intervals(params: TissueParams, covariance: pd.DataFrame,
         and ``depends_on_free`` False (it was fixed, not measured).
     """
     vector, to_params = free_vector(params, trainable_mask(params, free))
-    modes = [(params, covariance), *alternatives]
-    vectors, covariances = [], []
-    for mode_params, mode_covariance in modes:
-        cov = mode_covariance.to_numpy()
+    vectors = [np.asarray(vector)] + [np.asarray(free_vector(p, trainable_mask(p, free))[0])
+                                      for p, _ in alternatives]
+    covariances = [c.to_numpy() for c in (covariance, *(c for _, c in alternatives))]
+    for cov in covariances:
         if cov.shape != (vector.size, vector.size):
             raise InputError(f"the covariance is {cov.shape[0]}×{cov.shape[1]} but the free "
                              f"parameters have {vector.size} entries; pass the fit's own "
                              "settings")
-        vectors.append(np.asarray(free_vector(mode_params,
-                                              trainable_mask(mode_params, free))[0]))
-        covariances.append(cov)
-    weights = np.full(len(modes), 1 / len(modes)) if weights is None else np.asarray(weights)
-    if weights.shape != (len(modes),):
-        raise InputError(f"{weights.size} weights for {len(modes)} minima")
+    n_modes = len(vectors)
+    weights = np.full(n_modes, 1 / n_modes) if weights is None else np.asarray(weights)
+    if weights.shape != (n_modes,):
+        raise InputError(f"{weights.size} weights for {n_modes} minima")
     draws = jnp.asarray(mixture_draws(vectors, covariances, weights, n_draws, seed),
                         vector.dtype)
     rows = []

@@ -318,9 +318,7 @@ def linearised_refit(fit: Fit, observed: Sequence[Observations]) -> Fit:
         (:func:`.fit.combined_minima`, by their new losses).
     """
     started = time.perf_counter()
-    refits = [_refit_minimum(replace(m, alternatives=[]), observed)
-              for m in fit.modes]
-    combined = combined_minima(refits)
+    combined = combined_minima([_refit_minimum(m, observed) for m in fit.modes])
     combined.seconds = fit.seconds + time.perf_counter() - started
     combined.extra = dict(fit.extra)
     return combined

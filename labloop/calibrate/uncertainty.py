@@ -85,11 +85,13 @@ def mode_weights(losses: Sequence[float], covariances: Sequence[np.ndarray],
                  rcond: float = 1e-10) -> np.ndarray:
     """Posterior weights of local minima: the Laplace evidence ``exp(−L) √det Σ``,
     normalised (``det`` over the eigenvalues above ``rcond`` times the largest, as the
-    pseudo-inverse behind ``Σ``)."""
+    pseudo-inverse behind ``Σ``); a single minimum has weight 1."""
+    if len(losses) == 1:
+        return np.ones(1)
     log_weight = []
     for loss, cov in zip(losses, covariances, strict=True):
         eigenvalues = np.linalg.eigvalsh((cov + cov.T) / 2)
-        kept = eigenvalues[eigenvalues > rcond * max(eigenvalues.max(), 0.0)]
+        kept = eigenvalues[eigenvalues > rcond * max(eigenvalues.max(initial=0.0), 0.0)]
         log_weight.append(-loss + 0.5 * float(np.sum(np.log(kept))))
     weights = np.exp(np.asarray(log_weight) - max(log_weight))
     return weights / weights.sum()
