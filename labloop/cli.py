@@ -396,6 +396,9 @@ def calibrate(
     snr: Annotated[float | None, typer.Option(
         help="SNR of that simulated filming (default: measured on the movie at the "
              "detections).")] = None,
+    correction_iterations: Annotated[int, typer.Option(
+        help="Most times the bias is measured again at the corrected parameters, "
+             "towards the correction's fixed point (1: once, at the fit).", min=1)] = 3,
 ) -> None:
     """Recalibrate the tissue model to the store's lineage by gradients and predict."""
     from rich.progress import Progress
@@ -416,7 +419,8 @@ def calibrate(
         n_starts=starts, max_iterations=iterations, n_replicates=replicates, seed=seed,
         mode_loss_margin=keep_minima)
     settings = StoreSettings(fit=fit_settings, confine=confine, predict_frames=predict_frames,
-                             correct_observation=correct_observation, snr=snr)
+                             correct_observation=correct_observation, snr=snr,
+                             correction_iterations=correction_iterations)
     with Progress(console=console) as bar:
         task = bar.add_task("fitting the tissue model", total=starts * iterations)
         fit = calibrate_store(store, settings,
@@ -425,8 +429,10 @@ def calibrate(
     console.print(fit.summary())
     if correct_observation:
         snr_used = fit.extra["observation_correction"]["snr"]
+        rounds = fit.extra["observation_correction"]["iterations"]
         console.print(f"corrected for filming, detection and tracking (simulated filming at "
-                      f"SNR {snr_used:.2f}; bias per morphometric in fit/observation_bias)")
+                      f"SNR {snr_used:.2f}, bias measured {rounds} time(s); bias per "
+                      f"morphometric in fit/observation_bias)")
 
 
 #: the steps of the full loop, in order

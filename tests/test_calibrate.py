@@ -490,7 +490,8 @@ def test_calibrate_store_writes_fit_and_prediction(tmp_path) -> None:
                            "detect", {})
     settings = StoreSettings(fit=CalibrateSettings(
         free=("division.max_rate_per_h",), n_starts=1, max_iterations=4, n_replicates=3),
-        predict_frames=4, n_predictions=2, tracker_samples=0, correct_observation=True)
+        predict_frames=4, n_predictions=2, tracker_samples=0, correct_observation=True,
+        correction_iterations=1)
     fit = calibrate_store(store, settings)
     parameters = experiment.read_table("fit/parameters")
     assert list(parameters["name"]) == ["division.max_rate_per_h"]
@@ -498,6 +499,7 @@ def test_calibrate_store_writes_fit_and_prediction(tmp_path) -> None:
     correction = experiment.record("fit/parameters")["params"]["observation_correction"]
     assert correction["snr_measured"] and 5.4 < correction["snr"] < 6.6
     assert correction["uncorrected"][0]["name"] == "division.max_rate_per_h"
+    assert correction["iterations"] == 1
     bias = experiment.read_table("fit/observation_bias")
     assert {"cell_growth_rate_per_h", "msd_excess_um2"} <= set(bias["term"])
     assert np.isfinite(bias["bias"]).all()

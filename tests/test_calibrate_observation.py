@@ -13,13 +13,16 @@ from labloop.calibrate import (
     CalibrateSettings,
     Experiment,
     Fit,
+    ObservationBias,
     Observations,
+    corrected_for_observation,
     initial_from_lineage,
     linearised_refit,
     observation_bias,
     observe,
     with_values,
 )
+from labloop.calibrate import observation as observation_module
 from labloop.errors import InputError
 from labloop.lineage import Lineage
 from labloop.tissue import default_params, simulate, to_lineage
@@ -175,3 +178,60 @@ def test_bias_is_zero_where_the_film_sees_everything() -> None:
         np.testing.assert_allclose(bias.spread[term], 0.0, atol=1e-12, err_msg=term)
     table = bias.table()
     assert isinstance(table, pd.DataFrame) and (table["bias"] == 0).all()
+
+
+def test_correction_iterates_to_the_fixed_point_of_a_parameter_dependent_bias(
+        monkeypatch) -> None:
+    """A film that loses a share ``p`` of whatever it measures: its bias ``-p m(θ)``
+    depends on the parameters it is simulated at, so a correction evaluated at the
+    biased fit corrects too little; each further iteration shrinks the remaining error of
+    a linear model by ``p``."""
+    rng = np.random.default_rng(1)
+    lost = 0.5
+    raw_fit, raw_true = np.log([0.5, 20.0]), np.log([0.8, 26.0])
+    sensitivity = rng.normal(size=(10, 2))
+    model_at_fit = rng.normal(size=10) + 5.0
+
+    def model_at(params) -> np.ndarray:
+        raw = np.log([float(params.mechanics.motility_um2_per_h),
+                      float(params.growth_factor.decay_length_um)])
+        return model_at_fit + sensitivity @ (raw - raw_fit)
+
+    measured_at = []
+
+    def lossy_bias(params, experiment, model, film, *, seed, n_tissues):
+        measured_at.append((float(params.mechanics.motility_um2_per_h), seed))
+        zeros = np.zeros(10)
+        return ObservationBias({"m": -lost * model_at(params)}, {"m": zeros}, {"m": zeros},
+                               [], [])
+
+    monkeypatch.setattr(observation_module, "observation_bias", lossy_bias)
+    # the movie: the true tissue's morphometrics, less the share the film lost
+    filmed = (1 - lost) * (model_at_fit + sensitivity @ (raw_true - raw_fit))
+    observed = Observations({"m": filmed}, {"m": np.full(10, 0.1)}, frames=11,
+                            frame_interval_h=0.5)
+    fit = linear_fit(raw_fit, sensitivity, model_at_fit, filmed, np.full(10, 0.1),
+                     np.zeros(10))
+    experiment = Experiment(observed, initial=None)
+
+    def raw_of(refit: Fit) -> np.ndarray:
+        value = refit.intervals.set_index("name")["value"]
+        return np.log([value[MOTILITY], value[DECAY]])
+
+    for iterations in (1, 3):
+        measured_at.clear()
+        refit = corrected_for_observation(fit, [experiment], MODEL, film=None, seed=9,
+                                          iterations=iterations, tolerance_sd=0.0)
+        np.testing.assert_allclose(raw_of(refit) - raw_true,
+                                   lost**iterations * (raw_fit - raw_true), atol=1e-4)
+        # the bias measured at the fit, then at each corrected fit, with the same seeds
+        assert [s for _, s in measured_at] == [9] * iterations
+        assert measured_at[0][0] == pytest.approx(0.5)
+        path = refit.extra["correction_iterations"]
+        assert sorted(set(path["iteration"])) == list(range(iterations + 1))
+    # a generous tolerance stops once the parameters settle
+    settled = corrected_for_observation(fit, [experiment], MODEL, film=None, seed=9,
+                                        iterations=10, tolerance_sd=2.0)
+    assert settled.extra["correction_iterations"]["iteration"].max() < 10
+    with pytest.raises(InputError, match="iterations"):
+        corrected_for_observation(fit, [experiment], MODEL, film=None, iterations=0)
