@@ -398,7 +398,7 @@ def calibrate(
              "detections).")] = None,
     correction_iterations: Annotated[int, typer.Option(
         help="Most times the bias is measured again at the corrected parameters, "
-             "towards the correction's fixed point (1: once, at the fit).", min=1)] = 3,
+             "towards the correction's fixed point (1: once, at the fit).", min=1)] = 1,
 ) -> None:
     """Recalibrate the tissue model to the store's lineage by gradients and predict."""
     from rich.progress import Progress

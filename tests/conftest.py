@@ -6,16 +6,21 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import jax
 import pytest
 
-#: compiled XLA programs, shared by every test of the session and the CLI subprocesses they
+#: set to a folder to keep the compiled programs between test runs; otherwise the run makes
+#: a temporary one, shared by its xdist workers (they inherit the variable), removed at its end
+CACHE_VARIABLE = "LABLOOP_TEST_JAX_CACHE"
+_MADE_CACHE = CACHE_VARIABLE not in os.environ
+if _MADE_CACHE:
+    os.environ[CACHE_VARIABLE] = tempfile.mkdtemp(prefix="labloop-test-jax-cache-")
+#: compiled XLA programs, shared by every test of the run and the CLI subprocesses they
 #: start: many tests build the same simulation and fit programs, and compiling them is most
 #: of their time (the determinism test: 110 s without, 78 s with; 29 s on a warm cache)
-JAX_CACHE = Path(tempfile.mkdtemp(prefix="labloop-test-jax-cache-"))
+JAX_CACHE = Path(os.environ[CACHE_VARIABLE])
 for option, value in {"jax_compilation_cache_dir": str(JAX_CACHE),
                       "jax_persistent_cache_min_compile_time_secs": 0.0,
                       "jax_persistent_cache_min_entry_size_bytes": 0}.items():
@@ -38,8 +43,7 @@ def ce_geff_path() -> Path:
     return CE_GEFF
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _remove_jax_cache() -> Iterator[None]:
-    """Delete the session's compilation cache when the session ends."""
-    yield
-    shutil.rmtree(JAX_CACHE, ignore_errors=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The process that made the cache (not an xdist worker) removes it at the end."""
+    if _MADE_CACHE and not hasattr(config, "workerinput"):
+        shutil.rmtree(JAX_CACHE, ignore_errors=True)

@@ -491,7 +491,7 @@ def test_calibrate_store_writes_fit_and_prediction(tmp_path) -> None:
     settings = StoreSettings(fit=CalibrateSettings(
         free=("division.max_rate_per_h",), n_starts=1, max_iterations=4, n_replicates=3),
         predict_frames=4, n_predictions=2, tracker_samples=0, correct_observation=True,
-        correction_iterations=1)
+        correction_tissues=2)
     fit = calibrate_store(store, settings)
     parameters = experiment.read_table("fit/parameters")
     assert list(parameters["name"]) == ["division.max_rate_per_h"]

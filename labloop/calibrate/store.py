@@ -88,9 +88,11 @@ class StoreSettings:
         the detections (:func:`labloop.synth.camera.measured_snr`).
     nucleus_radius_scale
         Nucleus radius of the simulated filming as a share of the model cell's.
+    correction_tissues
+        Simulated tissues whose mean bias corrects the fit.
     correction_iterations
         Most biases measured on the way to the correction's fixed point (each one
-        films simulated tissues anew).
+        films the simulated tissues anew).
     """
 
     fit: CalibrateSettings | None = None
@@ -103,7 +105,8 @@ class StoreSettings:
     correct_observation: bool = False
     snr: float | None = None
     nucleus_radius_scale: float = 0.65
-    correction_iterations: int = 3
+    correction_tissues: int = 4
+    correction_iterations: int = 1
 
 
 def model_for(lineage: Lineage, observed: Observations, settings: StoreSettings,
@@ -164,11 +167,13 @@ def _corrected(fit: Fit, filmed: Experiment, model: TissueModel, image: Image,
     snr = settings.snr if settings.snr is not None else store_snr(image, detections)
     acquisition = Acquisition(tuple(image.voxel_size_um), snr, settings.nucleus_radius_scale)
     corrected = corrected_for_observation(fit, [filmed], model, acquisition, seed=seed + 2,
+                                          n_tissues=settings.correction_tissues,
                                           iterations=settings.correction_iterations)
     path = corrected.extra["correction_iterations"]
     return corrected, {"snr": snr, "snr_measured": settings.snr is None,
                        "nucleus_radius_scale": settings.nucleus_radius_scale,
                        "uncorrected": fit.intervals.to_dict("records"),
+                       "tissues": settings.correction_tissues,
                        "iterations": int(path["iteration"].max()),
                        "seconds": corrected.seconds - fit.seconds}
 
