@@ -387,7 +387,7 @@ def corrected_for_observation(fit: Fit, experiments: Sequence[Experiment],
     ``benchmarks/bench_calibrate.py``'s seed 2 the control movie's growth rates lose
     0.0045/h on average at the tracked fit (division rate 15 % low, a less crowded
     tissue), 0.0123/h at the true parameters, and the movie itself lost 0.0128/h. So
-    the correction is iterated towards its fixed point: the bias is measured again at
+    the correction can be iterated towards its fixed point: the bias is measured again at
     the corrected parameters and ``fit`` refitted to the observations less that bias,
     until no parameter moves by more than ``tolerance_sd`` of its standard deviation
     (raw coordinates) or ``iterations`` biases have been measured. Every iteration
